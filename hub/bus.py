@@ -1,0 +1,119 @@
+"""Kafka plumbing shared by the detector and the workers: connection settings, topics, and
+a publisher that only returns once the broker acknowledged (``acks=all``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from hub.codec import encode
+from hub.config import KafkaConfig
+from hub.errors import BusError
+from hub.events import Event
+
+log = structlog.get_logger(__name__)
+
+
+def connection_options(config: KafkaConfig, bootstrap_servers: str) -> dict[str, Any]:
+    """Options every aiokafka client of the hub shares (servers, TLS, SASL)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": config.client_id,
+        "security_protocol": config.security_protocol,
+    }
+    if config.sasl_mechanism:
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = config.sasl_username
+        if config.sasl_password is not None:
+            options["sasl_plain_password"] = config.sasl_password.get_secret_value()
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=config.ssl_cafile)
+    return options
+
+
+async def ensure_topics(config: KafkaConfig, bootstrap_servers: str,
+                        topics: Iterable[tuple[str, int, dict[str, str]]]) -> None:
+    """Create missing topics: ``(name, partitions, topic_configs)``. Existing ones are kept."""
+    admin = AIOKafkaAdminClient(**connection_options(config, bootstrap_servers))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions,
+                     replication_factor=config.replication_factor, topic_configs=configs)
+            for name, partitions, configs in topics
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+            log.info("bus.topics_created", topics=[t.name for t in missing])
+    except KafkaError as exc:
+        raise BusError(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **connection_options(config, bootstrap_servers),
+        acks="all",
+        enable_idempotence=config.enable_idempotence,
+        linger_ms=5,
+        **extra,
+    )
+
+
+class Publisher:
+    """Publishes events to the events topic; ``publish`` returns only when all are acked."""
+
+    def __init__(self, config: KafkaConfig, bootstrap_servers: str, topic: str) -> None:
+        self._config = config
+        self._bootstrap = bootstrap_servers
+        self.topic = topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Publisher:
+        self._producer = new_producer(self._config, self._bootstrap)
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self.aclose()
+            raise BusError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, events: list[Event]) -> None:
+        """Send in order and wait for every acknowledgement; raise BusError if any failed.
+
+        Events of one model share a key, hence a partition, and aiokafka keeps the order of
+        sends within a partition, so per-model order holds on the topic.
+        """
+        if self._producer is None:
+            raise RuntimeError("Publisher used outside 'async with'")
+        try:
+            futures = []
+            for event in events:
+                record = encode(event)
+                futures.append(await self._producer.send(
+                    self.topic, value=record.value, key=record.key, headers=record.headers))
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise BusError(f"publishing to {self.topic} failed: {exc!r}") from exc

@@ -1,0 +1,130 @@
+"""The detector's checkpoint, kept in Kafka so a container without a volume survives restarts.
+
+A compacted, single-partition topic holds one record per model (key ``model:<name>``,
+value = the model's last published state and its event sequence number) and a
+``__baseline__`` marker. Deleted models get tombstones. The detector writes a model's record
+only after that model's events were acknowledged, so a crash in between re-publishes the
+same events, with the same ids, on restart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from hub.bus import connection_options, ensure_topics, new_producer
+from hub.config import KafkaConfig
+from hub.errors import BusError
+from hub.snapshot import ModelState, Snapshot
+
+log = structlog.get_logger(__name__)
+
+BASELINE_KEY = b"__baseline__"
+MODEL_PREFIX = "model:"
+FORMAT = 1
+
+
+@dataclass
+class DetectorState:
+    """The last snapshot the detector published, and per-model event counters."""
+
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    sequences: dict[str, int] = field(default_factory=dict)
+
+
+class KafkaCheckpoint:
+    def __init__(self, config: KafkaConfig, bootstrap_servers: str, topic: str) -> None:
+        self._config = config
+        self._bootstrap = bootstrap_servers
+        self.topic = topic
+        self._producer: Any = None
+
+    async def __aenter__(self) -> KafkaCheckpoint:
+        await ensure_topics(self._config, self._bootstrap, [
+            (self.topic, 1, {"cleanup.policy": "compact"}),
+        ])
+        self._producer = new_producer(self._config, self._bootstrap, compression_type="gzip",
+                                      max_request_size=8 * 1024 * 1024)
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self.aclose()
+            raise BusError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def load(self) -> DetectorState | None:
+        """Read the topic to its end. ``None`` when no baseline was ever taken."""
+        consumer = AIOKafkaConsumer(
+            **connection_options(self._config, self._bootstrap),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+        )
+        tp = TopicPartition(self.topic, 0)
+        records: dict[bytes, bytes | None] = {}
+        try:
+            await consumer.start()
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+                for msg in batch.get(tp, []):
+                    if msg.key is not None:
+                        records[msg.key] = msg.value
+        except KafkaError as exc:
+            raise BusError(f"cannot read the checkpoint topic {self.topic}: {exc!r}") from exc
+        finally:
+            await consumer.stop()
+        if records.get(BASELINE_KEY) is None:
+            return None
+        state = DetectorState()
+        models = {}
+        for key, value in records.items():
+            name = key.decode()
+            if value is None or not name.startswith(MODEL_PREFIX):
+                continue
+            entry = json.loads(value)
+            model = ModelState.from_dict(entry["model"])
+            models[model.name] = model
+            state.sequences[model.name] = int(entry["seq"])
+        state.snapshot = Snapshot(models)
+        log.info("checkpoint.loaded", topic=self.topic, models=len(models))
+        return state
+
+    async def save(self, state: DetectorState, *, changed: set[str], removed: set[str],
+                   baseline: bool = False) -> None:
+        """Persist the records of ``changed`` models and tombstones for ``removed`` ones."""
+        if self._producer is None:
+            raise RuntimeError("KafkaCheckpoint used outside 'async with'")
+        try:
+            futures = []
+            for name in sorted(removed - changed):
+                futures.append(await self._producer.send(
+                    self.topic, key=f"{MODEL_PREFIX}{name}".encode(), value=None))
+            for name in sorted(changed):
+                value = json.dumps({
+                    "format": FORMAT,
+                    "model": state.snapshot.models[name].to_dict(),
+                    "seq": state.sequences.get(name, 0),
+                }, separators=(",", ":")).encode()
+                futures.append(await self._producer.send(
+                    self.topic, key=f"{MODEL_PREFIX}{name}".encode(), value=value))
+            if baseline:
+                futures.append(await self._producer.send(
+                    self.topic, key=BASELINE_KEY, value=json.dumps({"format": FORMAT}).encode()))
+            for future in futures:
+                await future
+        except KafkaError as exc:
+            raise BusError(f"writing the checkpoint to {self.topic} failed: {exc!r}") from exc

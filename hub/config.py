@@ -1,0 +1,219 @@
+"""The hub's configuration: one validated pydantic model tree.
+
+Sources, lowest to highest precedence: built-in defaults, the YAML file (``--config`` or
+``HUB_CONFIG``), environment variables ``HUB_<SECTION>__<KEY>`` (e.g.
+``HUB_KAFKA__TOPIC``). Unknown keys are errors. This is the only module that reads the
+environment; every component receives its own slice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hub.errors import ConfigError
+from hub.events import EVENT_TYPES
+
+CONFIG_ENV = "HUB_CONFIG"
+DEFAULT_TOPIC = "mlflow.registry.events"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+class MlflowConfig(Section):
+    tracking_uri: str = Field(default_factory=_default_tracking_uri)
+    """Registry to watch: a tracking server URL or a database URI. Default: MLFLOW_TRACKING_URI,
+    else ``sqlite:///mlflow.db``."""
+    page_size: int = Field(200, ge=1, le=1000)
+    scan_timeout_s: float = Field(120, gt=0)
+    """A full scan taking longer than this counts as failed: nothing is emitted from it."""
+    request_retries: int = Field(2, ge=0, le=10)
+    """MLflow client HTTP retries per request before the scan counts as failed."""
+    ui_url: str | None = None
+    """Base URL of the MLflow UI, for links in notifications (default: tracking_uri if http)."""
+
+
+class DetectorConfig(Section):
+    poll_interval_s: float = Field(5, gt=0)
+    emit_existing: bool = False
+    """First start only: emit every existing model and version as ``*.created``."""
+    state_topic: str | None = None
+    """Compacted topic keeping the detector's checkpoint. Default ``<kafka.topic>.state``."""
+    backoff_initial_s: float = Field(1, gt=0)
+    backoff_max_s: float = Field(60, gt=0)
+
+
+class KafkaConfig(Section):
+    bootstrap_servers: str = "embedded"
+    """``embedded`` (in-memory Tansu child process, local use only) or ``host:port,...``."""
+    topic: str = DEFAULT_TOPIC
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    enable_idempotence: bool = False
+    client_id: str = "registry-hub"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        value = value.strip()
+        if value == "embedded":
+            return value
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in parts if not _HOST_PORT.match(p)]
+        if not parts or bad:
+            raise ValueError(
+                f"expected 'embedded' or a comma-separated list of host:port, got {value!r}"
+            )
+        return ",".join(parts)
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap_servers == "embedded"
+
+
+class SubscriptionConfig(BaseModel):
+    """A subscription: which events go to which handler. Handler options sit beside these
+    keys and are validated by the handler's own options model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    handler: str
+    events: list[str] = Field(default_factory=lambda: ["*"])
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    when: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(t, pattern) for t in EVENT_TYPES):
+                raise ValueError(
+                    f"{pattern!r} matches no event type; known types: {', '.join(EVENT_TYPES)}"
+                )
+        return patterns
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _default_subscriptions() -> list[SubscriptionConfig]:
+    return [SubscriptionConfig(name="console", handler="console")]
+
+
+class HubConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    mlflow: MlflowConfig = Field(default_factory=lambda: MlflowConfig())
+    detector: DetectorConfig = Field(default_factory=lambda: DetectorConfig())
+    kafka: KafkaConfig = Field(default_factory=lambda: KafkaConfig())
+    subscriptions: list[SubscriptionConfig] = Field(default_factory=_default_subscriptions)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique_names(cls, subs: list[SubscriptionConfig]) -> list[SubscriptionConfig]:
+        seen: set[str] = set()
+        for sub in subs:
+            if sub.name in seen:
+                raise ValueError(f"subscription name {sub.name!r} is used twice")
+            seen.add(sub.name)
+        return subs
+
+    @property
+    def state_topic(self) -> str:
+        return self.detector.state_topic or f"{self.kafka.topic}.state"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the environment overrides the file
+
+
+def config_path_from_env() -> Path | None:
+    value = os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
+
+
+def load_config(path: Path | None = None) -> HubConfig:
+    """Load and validate; every problem becomes a :class:`ConfigError` naming the field."""
+    data = _read_yaml(path) if path is not None else {}
+    try:
+        return HubConfig(**data)
+    except ValidationError as exc:
+        raise _to_config_error(exc, path) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", field="--config",
+                          hint="pass an existing YAML file or unset HUB_CONFIG") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}", field="--config",
+                          hint=str(getattr(exc, "problem", exc))) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, got a "
+                          f"{type(data).__name__}", field="--config")
+    return data
+
+
+_HINTS = {
+    "extra_forbidden": "unknown key; check the spelling against config/hub.example.yaml",
+    "missing": "this key is required",
+}
+_SECRET_WORDS = ("secret", "password", "token", "authorization")
+
+
+def _to_config_error(exc: ValidationError, path: Path | None) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] not in ("missing", "value_error") and "input" in err:
+            shown = "***" if any(w in field.lower() for w in _SECRET_WORDS) else err["input"]
+            msg = f"{msg} (got {shown!r})"
+        hint = _HINTS.get(err["type"], "see config/hub.example.yaml")
+        lines.append(f"{field}: {msg}\n  hint: {hint}")
+    first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
+    origin = f" ({path})" if path else ""
+    error = ConfigError(f"invalid configuration{origin}:\n" + "\n".join(lines))
+    error.field = first
+    return error

@@ -1,0 +1,184 @@
+"""The detector: scan → diff → stamp → publish (acked) → checkpoint, every poll interval.
+
+* A scan that fails emits nothing; the detector logs, backs off and scans again.
+* A publish that fails is retried (same events, same ids) until the broker acknowledges;
+  the checkpoint advances only afterwards. Nothing is dropped.
+* First start (no checkpoint) takes a baseline without emitting, unless ``emit_existing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from hub.checkpoint import DetectorState, KafkaCheckpoint
+from hub.config import DetectorConfig
+from hub.diff import diff
+from hub.errors import BusError, SourceError
+from hub.events import Change, Event, EventType, event_id
+from hub.snapshot import Snapshot
+from hub.source import redact_uri
+
+log = structlog.get_logger(__name__)
+
+
+class Scanner(Protocol):
+    async def scan(self) -> Snapshot: ...
+
+
+class EventSink(Protocol):
+    async def publish(self, events: list[Event]) -> None: ...
+
+
+def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
+          sequences: dict[str, int], *, source: str, now: datetime
+          ) -> tuple[list[Event], dict[str, int]]:
+    """Give changes their deterministic ids; return the events and the advanced counters."""
+    seqs = dict(sequences)
+    events = []
+    for change in changes:
+        if change.type is EventType.REGISTERED_MODEL_RENAMED:
+            seqs[change.model] = seqs.pop(change.data["previous_name"], 0)
+        if change.type is EventType.REGISTERED_MODEL_CREATED:
+            seqs[change.model] = 0
+        created = change.data.get("creation_timestamp") if change.version is None else None
+        if created is None:
+            model = current.models.get(change.model) or previous.models[change.model]
+            created = model.creation_timestamp
+        seq = seqs.get(change.model, 0) + 1
+        seqs[change.model] = seq
+        events.append(Event(
+            id=event_id(change, model_creation_timestamp=created, sequence=seq),
+            type=change.type.value,
+            model=change.model,
+            time=now,
+            source=source,
+            data={**change.data, "tracking_uri": source},
+            version=change.version,
+        ))
+    for name in list(seqs):
+        if name not in current.models:
+            del seqs[name]
+    return events, seqs
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig, *, scanner: Scanner, sink: EventSink,
+                 checkpoint: KafkaCheckpoint, tracking_uri: str,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._config = config
+        self._scanner = scanner
+        self._sink = sink
+        self._checkpoint = checkpoint
+        self._source = redact_uri(tracking_uri)
+        self._clock = clock
+        self._stopping = asyncio.Event()
+        self.state: DetectorState | None = None
+        self.last_success_monotonic: float | None = None
+        self.consecutive_failures = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`. Never raises for outages; they are logged and retried."""
+        while not self._stopping.is_set():
+            try:
+                await self.poll_once()
+            except SourceError as exc:
+                self.consecutive_failures += 1
+                delay = self._backoff(self.consecutive_failures)
+                log.warning("detector.scan_failed", error=str(exc), emitted=0,
+                            attempt=self.consecutive_failures, retry_in_s=delay)
+                await self._wait(delay)
+                continue
+            self.consecutive_failures = 0
+            await self._wait(self._config.poll_interval_s)
+
+    async def poll_once(self) -> list[Event]:
+        """One detection round; returns the events published (empty on baseline)."""
+        current = await self._scanner.scan()
+        if self.state is None:
+            self.state = await self._checkpoint.load()
+        if self.state is None:
+            return await self._baseline(current)
+        previous = self.state.snapshot
+        changes = diff(previous, current)
+        if not changes:
+            self.last_success_monotonic = time.monotonic()
+            return []
+        events, sequences = stamp(changes, previous, current, self.state.sequences,
+                                  source=self._source, now=self._clock())
+        started = time.perf_counter()
+        if not await self._publish(events):
+            return []  # stopping before the broker acknowledged: the checkpoint stays put
+        touched = {e.model for e in events}
+        new_state = DetectorState(current, sequences)
+        await self._save(new_state, changed=touched & set(current.models),
+                         removed=(set(previous.models) - set(current.models)))
+        self.state = new_state
+        self.last_success_monotonic = time.monotonic()
+        log.info("detector.published", events=len(events), models=len(touched),
+                 publish_s=round(time.perf_counter() - started, 4))
+        return events
+
+    async def _baseline(self, current: Snapshot) -> list[Event]:
+        events: list[Event] = []
+        sequences: dict[str, int] = {}
+        if self._config.emit_existing:
+            changes = diff(Snapshot(), current)
+            events, sequences = stamp(changes, Snapshot(), current, {}, source=self._source,
+                                      now=self._clock())
+            if not await self._publish(events):
+                return []
+        state = DetectorState(current, sequences)
+        await self._save(state, changed=set(current.models), removed=set(), baseline=True)
+        self.state = state
+        self.last_success_monotonic = time.monotonic()
+        log.info("detector.baseline", models=len(current), emitted=len(events))
+        return events
+
+    async def _publish(self, events: list[Event]) -> bool:
+        attempt = 0
+        while True:
+            try:
+                await self._sink.publish(events)
+                return True
+            except BusError as exc:
+                attempt += 1
+                delay = self._backoff(attempt)
+                log.error("detector.publish_failed", error=str(exc), events=len(events),
+                          attempt=attempt, retry_in_s=delay)
+                if await self._wait(delay):
+                    return False
+
+    async def _save(self, state: DetectorState, **kwargs: object) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._checkpoint.save(state, **kwargs)  # type: ignore[arg-type]
+                return
+            except BusError as exc:
+                attempt += 1
+                delay = self._backoff(attempt)
+                log.error("detector.checkpoint_failed", error=str(exc), attempt=attempt,
+                          retry_in_s=delay)
+                if await self._wait(delay):
+                    return
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._config.backoff_max_s,
+                   self._config.backoff_initial_s * 2 ** max(0, attempt - 1))
+
+    async def _wait(self, seconds: float) -> bool:
+        """Wait, or return True at once if stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,36 @@
+"""One exception tree for the hub.
+
+Third-party errors are mapped at the boundary (``raise SourceError(...) from exc``) and
+every message says what to do next. A failed delivery attempt is *not* an exception: it
+is an outcome value (see ``hub.outcome``).
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Root of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """The configuration is invalid. ``field`` names the offending path, e.g. ``kafka.topic``."""
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
+        self.field = field
+        self.hint = hint
+        text = f"{field}: {message}" if field else message
+        if hint:
+            text = f"{text}\n  hint: {hint}"
+        super().__init__(text)
+
+
+class SourceError(HubError):
+    """The registry could not be read completely (server down, page error, timeout)."""
+
+
+class BusError(HubError):
+    """Kafka (or the embedded broker) could not be reached or refused a request."""
+
+
+class PluginError(HubError):
+    """A handler plugin could not be found, configured or loaded."""
