@@ -9,6 +9,7 @@ environment; every component receives its own slice.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -90,6 +91,52 @@ class KafkaConfig(Section):
         return self.bootstrap_servers == "embedded"
 
 
+SVIX_SCHEDULE_S = [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+
+
+class DeliveryConfig(Section):
+    retry_schedule_s: list[float] = Field(default_factory=lambda: list(SVIX_SCHEDULE_S))
+    """Delays between attempts after the first (immediate) one. Default as Svix / Standard
+    Webhooks: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. Exhausted → dead-letter topic."""
+    jitter: float = Field(0.2, ge=0, lt=1)
+    """Each delay is randomised by ±jitter (0.2 = ±20%)."""
+    allowed_networks: list[str] = Field(default_factory=list)
+    """CIDRs that outgoing deliveries may reach although private/loopback/link-local
+    (refused by default: SSRF guard). E.g. ``["10.0.0.0/8"]``."""
+    group_id_prefix: str = "registry-hub"
+    """Each subscription consumes in its own group ``<prefix>.<subscription>``."""
+    start_from: Literal["now", "earliest"] = "now"
+    """Where a subscription with no committed offsets starts: events published after the
+    worker started (``now``), or the whole retained history (``earliest``)."""
+    max_in_flight: int = Field(64, ge=1, le=10_000)
+    """Concurrent deliveries per subscription (different models; one model stays in order)."""
+    max_batch: int = Field(500, ge=1)
+    max_pending_retries: int = Field(10_000, ge=1)
+    """Retries held in memory waiting for their time; past it the retry topic is paused."""
+    grace_period_s: float = Field(10, ge=0)
+    """On shutdown, how long in-flight deliveries may finish before the worker stops."""
+    retry_topic: str | None = None  # default <kafka.topic>.retry
+    dead_letter_topic: str | None = None  # default <kafka.topic>.dlq
+    deliveries_topic: str | None = None  # default <kafka.topic>.deliveries
+
+    @field_validator("retry_schedule_s")
+    @classmethod
+    def _non_negative(cls, delays: list[float]) -> list[float]:
+        if any(d < 0 for d in delays):
+            raise ValueError("delays must be >= 0 seconds")
+        return delays
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, networks: list[str]) -> list[str]:
+        for cidr in networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR such as 127.0.0.0/8") from None
+        return networks
+
+
 class SubscriptionConfig(BaseModel):
     """A subscription: which events go to which handler. Handler options sit beside these
     keys and are validated by the handler's own options model."""
@@ -130,6 +177,7 @@ class HubConfig(BaseSettings):
     mlflow: MlflowConfig = Field(default_factory=lambda: MlflowConfig())
     detector: DetectorConfig = Field(default_factory=lambda: DetectorConfig())
     kafka: KafkaConfig = Field(default_factory=lambda: KafkaConfig())
+    delivery: DeliveryConfig = Field(default_factory=lambda: DeliveryConfig())
     subscriptions: list[SubscriptionConfig] = Field(default_factory=_default_subscriptions)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -147,6 +195,18 @@ class HubConfig(BaseSettings):
     @property
     def state_topic(self) -> str:
         return self.detector.state_topic or f"{self.kafka.topic}.state"
+
+    @property
+    def retry_topic(self) -> str:
+        return self.delivery.retry_topic or f"{self.kafka.topic}.retry"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.delivery.dead_letter_topic or f"{self.kafka.topic}.dlq"
+
+    @property
+    def deliveries_topic(self) -> str:
+        return self.delivery.deliveries_topic or f"{self.kafka.topic}.deliveries"
 
     @classmethod
     def settings_customise_sources(

@@ -58,13 +58,32 @@ def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
             model=change.model,
             time=now,
             source=source,
-            data={**change.data, "tracking_uri": source},
+            data={**_context(change, previous, current), **change.data, "tracking_uri": source},
             version=change.version,
         ))
     for name in list(seqs):
         if name not in current.models:
             del seqs[name]
     return events, seqs
+
+
+def _context(change: Change, previous: Snapshot, current: Snapshot) -> dict[str, object]:
+    """State a subscriber's ``when`` conditions can test: the version's (or model's) current
+    tags, and the aliases pointing at the version."""
+    model = current.models.get(change.model) or previous.models.get(change.model)
+    if model is None:
+        return {}
+    if change.version is None:
+        return {"tags": dict(model.tags)}
+    version = model.versions.get(change.version)
+    if version is None:
+        old = previous.models.get(change.model)
+        model = old or model
+        version = old.versions.get(change.version) if old else None
+    if version is None:
+        return {}
+    aliases = sorted(a for a, v in model.aliases.items() if v == change.version)
+    return {"tags": dict(version.tags), "aliases": aliases}
 
 
 class Detector:

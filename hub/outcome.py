@@ -1,0 +1,42 @@
+"""What one delivery attempt came to. A failed attempt is a value, not an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: try again later (5xx, timeout, 429, connection refused)
+    FAILED = "failed"  # final: straight to the dead-letter topic (4xx, invalid_auth, ...)
+    GONE = "gone"  # final, and the endpoint asked us to stop (410 Gone)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    detail: str = ""
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    latency_s: float | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status is not Status.RETRY
+
+    @classmethod
+    def delivered(cls, detail: str = "", **kw: object) -> Outcome:
+        return cls(Status.DELIVERED, detail, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def retry(cls, detail: str, **kw: object) -> Outcome:
+        return cls(Status.RETRY, detail, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def failed(cls, detail: str, **kw: object) -> Outcome:
+        return cls(Status.FAILED, detail, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def gone(cls, detail: str, **kw: object) -> Outcome:
+        return cls(Status.GONE, detail, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,114 @@
+"""The handler plugin API.
+
+A handler is a class registered under the ``registry_hub.handlers`` entry-point group. It
+declares a pydantic ``Options`` model for its subscription options, is built once per
+subscription with ``Handler(name=..., options=..., context=...)``, and answers every event
+with an :class:`~hub.outcome.Outcome`. The hub owns retries, the dead-letter topic, offsets
+and ordering; a handler only makes one attempt per call. See ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub.config import SubscriptionConfig
+from hub.errors import ConfigError, PluginError
+from hub.events import Event
+from hub.outcome import Outcome
+
+ENTRY_POINT_GROUP = "registry_hub.handlers"
+
+
+class HandlerOptions(BaseModel):
+    """Base for a plugin's options: unknown keys are errors, like everywhere in the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class HandlerContext:
+    """What the hub lends a handler. Attributes a runtime does not provide stay ``None``."""
+
+    tracking_uri: str = ""
+    ui_url: str | None = None
+    http_session: Callable[..., Any] | None = None
+    """``http_session(verify_tls=True)`` → a shared, SSRF-guarded ``aiohttp.ClientSession``."""
+    kafka_send: Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[None]] | None \
+        = None
+    """``await kafka_send(topic, key, value, headers)``: acked publish on the hub's producer."""
+    mlflow_call: Callable[..., Awaitable[Any]] | None = None
+    """``await mlflow_call(fn, *args)`` runs a blocking ``MlflowClient`` call off the loop;
+    ``fn`` receives the client as first argument."""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Handler(Protocol):
+    async def deliver(self, event: Event) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HandlerPlugin(Protocol):
+    Options: ClassVar[type[BaseModel]]
+
+    def __call__(self, *, name: str, options: Any, context: HandlerContext) -> Handler: ...
+
+
+def available_handlers() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_plugin(name: str) -> HandlerPlugin:
+    eps = available_handlers()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise PluginError(f"unknown handler {name!r}; known handlers: {known}")
+    try:
+        plugin = eps[name].load()
+    except Exception as exc:
+        raise PluginError(f"handler {name!r} failed to import: {exc!r}") from exc
+    if not isinstance(getattr(plugin, "Options", None), type) or not issubclass(
+        plugin.Options, BaseModel
+    ):
+        raise PluginError(f"handler {name!r} does not declare a pydantic Options model")
+    return plugin
+
+
+def validate_options(sub: SubscriptionConfig, index: int) -> tuple[HandlerPlugin, BaseModel]:
+    """Load the subscription's plugin and validate its options; errors name all three."""
+    where = f"subscriptions.{index}"
+    try:
+        plugin = load_plugin(sub.handler)
+    except PluginError as exc:
+        error = ConfigError(f"subscription {sub.name!r}: {exc}", field=f"{where}.handler")
+        raise error from None
+    try:
+        options = plugin.Options.model_validate(sub.options)
+    except ValidationError as exc:
+        lines = [
+            f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        first = f"{where}.{'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+        error = ConfigError(
+            f"subscription {sub.name!r} (handler {sub.handler!r}) has invalid options:\n  "
+            + "\n  ".join(lines)
+        )
+        error.field = first
+        raise error from None
+    return plugin, options
+
+
+def build_handlers(subs: list[SubscriptionConfig], context: HandlerContext
+                   ) -> dict[str, Handler]:
+    handlers: dict[str, Handler] = {}
+    for index, sub in enumerate(subs):
+        plugin, options = validate_options(sub, index)
+        handlers[sub.name] = plugin(name=sub.name, options=options, context=context)
+    return handlers
