@@ -38,14 +38,8 @@ IN_MEMORY_WARNING = (
     "all topics, records and consumer offsets are lost when the hub exits"
 )
 # Tansu reads these from the environment; the broker we start must not inherit them.
-_TANSU_ENV = (
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "CLUSTER_ID",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
+_TANSU_ENV = {"LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY"}
+_TANSU_ENV |= {"CLUSTER_ID", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 _HOST = "127.0.0.1"
 
 
@@ -115,10 +109,11 @@ def _log_tail(log_path: Path | None, lines: int = 20) -> str:
     return f"\n  broker log ({log_path}):\n    {body}"
 
 
-def _request(sock: socket.socket, api_key: int, correlation_id: int, body: bytes) -> bytes:
-    """Send one request (header v1, API version 0 or 1) and return the response body."""
+def _request(
+    sock: socket.socket, api_key: int, version: int, correlation_id: int, body: bytes
+) -> bytes:
+    """Send one request (header v1) and return the response body (after header v0)."""
     client_id = b"registry-hub-probe"
-    version = 1 if api_key == 3 else 0
     header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
     sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
     size = struct.unpack(">i", _recv_exact(sock, 4))[0]
@@ -141,10 +136,10 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def _probe(host: str, port: int, timeout_s: float) -> None:
     """One ApiVersions + Metadata round trip; raises unless the broker answers sanely."""
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        error_code = struct.unpack(">h", _request(sock, 18, 1, b"")[:2])[0]
+        error_code = struct.unpack(">h", _request(sock, 18, 0, 1, b"")[:2])[0]  # ApiVersions v0
         if error_code != 0:
             raise ValueError(f"ApiVersions returned error code {error_code}")
-        metadata = _request(sock, 3, 2, struct.pack(">i", -1))  # all topics
+        metadata = _request(sock, 3, 1, 2, struct.pack(">i", -1))  # Metadata v1, all topics
         if struct.unpack(">i", metadata[:4])[0] < 1:
             raise ValueError("Metadata lists no brokers")
 
@@ -200,11 +195,7 @@ class EmbeddedBroker:
     """
 
     def __init__(
-        self,
-        port: int | None = None,
-        *,
-        startup_timeout_s: float = 20.0,
-        binary: str | None = None,
+        self, port: int | None = None, *, startup_timeout_s: float = 20.0, binary: str | None = None
     ) -> None:
         self._requested_port = port
         self._startup_timeout_s = startup_timeout_s
@@ -249,12 +240,9 @@ class EmbeddedBroker:
         log_path = self._tmpdir / "tansu.log"
         try:
             self._proc = start_broker_process(self._port, log_path, binary=self._binary)
+            bootstrap, timeout_s = f"{_HOST}:{self._port}", self._startup_timeout_s
             await asyncio.to_thread(
-                wait_kafka_ready,
-                f"{_HOST}:{self._port}",
-                self._startup_timeout_s,
-                self._proc,
-                log_path=log_path,
+                wait_kafka_ready, bootstrap, timeout_s, self._proc, log_path=log_path
             )
         except BaseException:
             await self.aclose()  # on cancellation too: the waiting thread sees the exit
