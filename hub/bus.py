@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -117,3 +117,40 @@ class Publisher:
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise BusError(f"publishing to {self.topic} failed: {exc!r}") from exc
+
+
+async def read_to_end(config: KafkaConfig, bootstrap_servers: str, topic: str, *,
+                      since_ms: int | None = None) -> list[Any]:
+    """Every record of ``topic`` from the beginning (or from ``since_ms``) up to the end
+    offsets as they were when the call started. No consumer group, nothing committed."""
+    consumer = AIOKafkaConsumer(**connection_options(config, bootstrap_servers),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    records: list[Any] = []
+    try:
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return records
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        if since_ms is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            for tp in tps:
+                consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, msgs in batch.items():
+                records.extend(m for m in msgs if m.offset < ends[tp])
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise BusError(f"cannot read topic {topic} on {bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    return records

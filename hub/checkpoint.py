@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from hub.bus import connection_options, ensure_topics, new_producer
+from hub.bus import ensure_topics, new_producer, read_to_end
 from hub.config import KafkaConfig
 from hub.errors import BusError
 from hub.snapshot import ModelState, Snapshot
@@ -67,26 +66,10 @@ class KafkaCheckpoint:
 
     async def load(self) -> DetectorState | None:
         """Read the topic to its end. ``None`` when no baseline was ever taken."""
-        consumer = AIOKafkaConsumer(
-            **connection_options(self._config, self._bootstrap),
-            enable_auto_commit=False, auto_offset_reset="earliest",
-        )
-        tp = TopicPartition(self.topic, 0)
         records: dict[bytes, bytes | None] = {}
-        try:
-            await consumer.start()
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
-                for msg in batch.get(tp, []):
-                    if msg.key is not None:
-                        records[msg.key] = msg.value
-        except KafkaError as exc:
-            raise BusError(f"cannot read the checkpoint topic {self.topic}: {exc!r}") from exc
-        finally:
-            await consumer.stop()
+        for msg in await read_to_end(self._config, self._bootstrap, self.topic):
+            if msg.key is not None:
+                records[msg.key] = msg.value
         if records.get(BASELINE_KEY) is None:
             return None
         state = DetectorState()

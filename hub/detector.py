@@ -21,6 +21,7 @@ from hub.config import DetectorConfig
 from hub.diff import diff
 from hub.errors import BusError, SourceError
 from hub.events import Change, Event, EventType, event_id
+from hub.metrics import Metrics
 from hub.snapshot import Snapshot
 from hub.source import redact_uri
 
@@ -88,7 +89,7 @@ def _context(change: Change, previous: Snapshot, current: Snapshot) -> dict[str,
 
 class Detector:
     def __init__(self, config: DetectorConfig, *, scanner: Scanner, sink: EventSink,
-                 checkpoint: KafkaCheckpoint, tracking_uri: str,
+                 checkpoint: KafkaCheckpoint, tracking_uri: str, metrics: Metrics | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._config = config
         self._scanner = scanner
@@ -96,6 +97,7 @@ class Detector:
         self._checkpoint = checkpoint
         self._source = redact_uri(tracking_uri)
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
         self.state: DetectorState | None = None
         self.last_success_monotonic: float | None = None
@@ -110,6 +112,7 @@ class Detector:
             try:
                 await self.poll_once()
             except SourceError as exc:
+                self._metrics.poll_failures.inc()
                 self.consecutive_failures += 1
                 delay = self._backoff(self.consecutive_failures)
                 log.warning("detector.scan_failed", error=str(exc), emitted=0,
@@ -121,7 +124,8 @@ class Detector:
 
     async def poll_once(self) -> list[Event]:
         """One detection round; returns the events published (empty on baseline)."""
-        current = await self._scanner.scan()
+        with self._metrics.poll_duration.time():
+            current = await self._scanner.scan()
         if self.state is None:
             self.state = await self._checkpoint.load()
         if self.state is None:
@@ -136,6 +140,9 @@ class Detector:
         started = time.perf_counter()
         if not await self._publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
+        for event in events:
+            self._metrics.events_detected.labels(event.type, "poll").inc()
+            self._metrics.events_published.labels(event.type).inc()
         touched = {e.model for e in events}
         new_state = DetectorState(current, sequences)
         await self._save(new_state, changed=touched & set(current.models),

@@ -131,7 +131,7 @@ def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
     states = []
     for rm in models:
         vs = by_model.get(rm.name, {})
-        aliases = {a.alias: str(a.version) for a in (rm.aliases or []) if str(a.version) in vs}
+        aliases = {alias: version for alias, version in _aliases(rm.aliases) if version in vs}
         states.append(ModelState(
             name=rm.name,
             creation_timestamp=int(rm.creation_timestamp or 0),
@@ -141,6 +141,14 @@ def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
             versions=vs,
         ))
     return Snapshot.of(states)
+
+
+def _aliases(raw: Any) -> list[tuple[str, str]]:
+    """``RegisteredModel.aliases`` is a dict ``{alias: version}`` in MLflow 3; older clients
+    returned ``RegisteredModelAlias`` objects."""
+    if isinstance(raw, dict):
+        return [(str(alias), str(version)) for alias, version in raw.items()]
+    return [(str(a.alias), str(a.version)) for a in raw or []]
 
 
 def redact_uri(uri: str) -> str:

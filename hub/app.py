@@ -1,0 +1,93 @@
+"""The hub process: composes the embedded broker (if asked for), the detector, the delivery
+worker and (later) the HTTP side, as async context managers on one ``AsyncExitStack``."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import structlog
+
+from hub.bus import Publisher
+from hub.checkpoint import KafkaCheckpoint
+from hub.config import HubConfig
+from hub.detector import Detector
+from hub.embedded import EmbeddedBroker
+from hub.metrics import Metrics
+from hub.source import RegistrySource, redact_uri
+from hub.worker import DeliveryWorker, ensure_hub_topics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    detect: bool = True
+    deliver: bool = True
+
+
+class Hub:
+    def __init__(self, config: HubConfig, roles: Roles = Roles(),
+                 bootstrap_servers: str | None = None) -> None:
+        self.config = config
+        self.roles = roles
+        self.metrics = Metrics()
+        self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
+        self.detector: Detector | None = None
+        self.worker: DeliveryWorker | None = None
+        self._stack = AsyncExitStack()
+        self._stopping = asyncio.Event()
+
+    async def __aenter__(self) -> Hub:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        cfg = self.config
+        if self.bootstrap_servers == "embedded":
+            broker = await self._stack.enter_async_context(EmbeddedBroker())
+            self.bootstrap_servers = broker.bootstrap_servers
+        await ensure_hub_topics(cfg, self.bootstrap_servers)
+        if self.roles.detect:
+            source = await self._stack.enter_async_context(RegistrySource(cfg.mlflow))
+            publisher = await self._stack.enter_async_context(
+                Publisher(cfg.kafka, self.bootstrap_servers, cfg.kafka.topic))
+            checkpoint = await self._stack.enter_async_context(
+                KafkaCheckpoint(cfg.kafka, self.bootstrap_servers, cfg.state_topic))
+            self.detector = Detector(cfg.detector, scanner=source, sink=publisher,
+                                     checkpoint=checkpoint, tracking_uri=cfg.mlflow.tracking_uri,
+                                     metrics=self.metrics)
+        if self.roles.deliver:
+            self.worker = await self._stack.enter_async_context(
+                DeliveryWorker(cfg, self.bootstrap_servers, metrics=self.metrics))
+        log.info("hub.started", registry=redact_uri(cfg.mlflow.tracking_uri),
+                 kafka=self.bootstrap_servers, topic=cfg.kafka.topic,
+                 detect=self.roles.detect, deliver=self.roles.deliver,
+                 subscriptions=sorted(self.worker.lanes) if self.worker else [])
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def run(self) -> None:
+        """Run every role until :meth:`stop`, then shut down in order."""
+        async with asyncio.TaskGroup() as group:
+            if self.detector is not None:
+                group.create_task(self.detector.run())
+            if self.worker is not None:
+                group.create_task(self.worker.run())
+            await self._stopping.wait()
+            if self.detector is not None:
+                self.detector.stop()
+            if self.worker is not None:
+                self.worker.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,107 @@
+"""``registry-hub`` / ``python -m hub``: the only place that handles signals and sets up
+logging. Exit codes: 0 ok, 1 runtime failure, 2 configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from hub import logging as hub_logging
+from hub.app import Hub, Roles
+from hub.config import HubConfig, config_path_from_env, load_config
+from hub.errors import ConfigError, HubError
+from hub.plugins import validate_options
+
+log = structlog.get_logger("hub.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS,
+                        help="YAML configuration file (env HUB_CONFIG); default: built-in")
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser = argparse.ArgumentParser(
+        prog="registry-hub", parents=[common],
+        description="Webhook and notification hub for the MLflow Model Registry.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="detector + delivery workers in one process")
+    sub.add_parser("detect", parents=[common], help="detector only (publishes to Kafka)")
+    sub.add_parser("deliver", parents=[common], help="delivery workers only")
+    sub.add_parser("check-config", parents=[common],
+                   help="validate the configuration and handler options, then exit")
+    from hub.replay import add_replay_parser
+
+    add_replay_parser(sub, common)
+    return parser
+
+
+def load(args: argparse.Namespace) -> HubConfig:
+    path = getattr(args, "config", None) or config_path_from_env()
+    config = load_config(path)
+    for index, sub in enumerate(config.subscriptions):
+        validate_options(sub, index)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        print(f"registry-hub: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    hub_logging.configure(getattr(args, "log_level", None) or config.log_level,
+                          config.log_format)
+    if args.command == "check-config":
+        print(f"configuration OK: {len(config.subscriptions)} subscription(s), "
+              f"kafka={config.kafka.bootstrap_servers}, topic={config.kafka.topic}")
+        return EXIT_OK
+    if args.command == "replay":
+        from hub.replay import run_replay
+
+        return _run(run_replay(config, args))
+    roles = {"run": Roles(), "detect": Roles(deliver=False), "deliver": Roles(detect=False)}
+    return _run(_serve(config, roles[args.command]))
+
+
+def _run(coro: object) -> int:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"registry-hub: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HubError as exc:
+        print(f"registry-hub: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+async def _serve(config: HubConfig, roles: Roles) -> int:
+    loop = asyncio.get_running_loop()
+    async with Hub(config, roles) as hub:
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                log.warning("hub.forced_exit")
+                raise SystemExit(EXIT_FAILURE)
+            log.info("hub.stopping", grace_period_s=config.delivery.grace_period_s)
+            hub.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        await hub.run()
+    log.info("hub.stopped")
+    return EXIT_OK
