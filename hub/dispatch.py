@@ -1,0 +1,157 @@
+"""One delivery attempt, taken to a durable end.
+
+``Dispatcher.deliver`` calls the subscription's handler once, records the attempt (log +
+deliveries topic), and then makes the outcome *final* before it returns:
+
+* delivered → done;
+* transient failure → a :class:`~hub.jobs.Job` for the next attempt is written to the retry
+  topic and acknowledged (durably scheduled), unless the schedule is exhausted;
+* final failure, 410 Gone, exhausted schedule, unknown subscription → a dead-letter record
+  is written and acknowledged.
+
+Callers commit their Kafka offsets only after ``deliver`` returned: that is the whole
+at-least-once rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from hub.config import DeliveryConfig
+from hub.events import Event
+from hub.jobs import Attempt, DeadLetter, Job
+from hub.metrics import Metrics
+from hub.outcome import Outcome, Status
+from hub.plugins import Handler
+from hub.retrypolicy import next_delay
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    retry: str
+    dead_letter: str
+    deliveries: str
+
+
+class Dispatcher:
+    def __init__(self, *, handlers: Mapping[str, Handler], producer: AIOKafkaProducer,
+                 topics: Topics, config: DeliveryConfig, metrics: Metrics,
+                 clock: Callable[[], float] = time.time,
+                 draw: Callable[[], float] = random.random) -> None:
+        self.handlers = handlers
+        self._producer = producer
+        self.topics = topics
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._draw = draw
+        self.gone: set[str] = set()
+
+    async def deliver(self, subscription: str, event: Event, attempt: int = 1) -> Status:
+        handler = self.handlers.get(subscription)
+        if handler is None:
+            log.error("delivery.unknown_subscription", subscription=subscription,
+                      event_id=event.id)
+            await self._dead(subscription, event, attempt - 1,
+                             Outcome.failed("subscription no longer exists"),
+                             "unknown_subscription")
+            return Status.FAILED
+        if subscription in self.gone:
+            await self._dead(subscription, event, attempt - 1,
+                             Outcome.gone("endpoint answered 410 Gone; delivery stopped"), "gone")
+            return Status.GONE
+        started = time.perf_counter()
+        try:
+            outcome = await handler.deliver(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a plugin bug must not lose the event: retry, then DLQ
+            outcome = Outcome.retry(f"handler raised {type(exc).__name__}: {exc}")
+            log.exception("delivery.handler_raised", subscription=subscription,
+                          event_id=event.id)
+        latency = outcome.latency_s if outcome.latency_s is not None \
+            else time.perf_counter() - started
+        delay = None
+        if outcome.status is Status.RETRY:
+            delay = next_delay(self._config.retry_schedule_s, attempt,
+                               retry_after_s=outcome.retry_after_s,
+                               jitter=self._config.jitter, draw=self._draw())
+        self._record(subscription, event, attempt, outcome, latency, delay)
+        if outcome.status is Status.DELIVERED:
+            self._metrics.event_to_delivery.labels(subscription).observe(
+                max(0.0, self._clock() - event.time.timestamp()))
+        elif outcome.status is Status.RETRY and delay is not None:
+            job = Job(subscription, event, attempt + 1,
+                      int((self._clock() + delay) * 1000), last_error=outcome.detail)
+            await self._send(self.topics.retry, job.key, job.encode())
+        elif outcome.status is Status.RETRY:
+            await self._dead(subscription, event, attempt, outcome, "exhausted")
+        elif outcome.status is Status.GONE:
+            self.gone.add(subscription)
+            log.error("delivery.endpoint_gone", subscription=subscription,
+                      http_status=outcome.http_status, detail=outcome.detail,
+                      action="delivery to this subscription stopped; later events go to the "
+                             "dead-letter topic until the subscription is fixed and replayed")
+            await self._dead(subscription, event, attempt, outcome, "gone")
+        else:
+            await self._dead(subscription, event, attempt, outcome, "failed")
+        return outcome.status
+
+    def _record(self, subscription: str, event: Event, attempt: int, outcome: Outcome,
+                latency_s: float, next_in_s: float | None) -> None:
+        record = Attempt(
+            event_id=event.id, event_type=event.type, model=event.model,
+            subscription=subscription, attempt=attempt, status=outcome.status.value,
+            http_status=outcome.http_status, latency_ms=round(latency_s * 1000, 2),
+            error="" if outcome.status is Status.DELIVERED else outcome.detail,
+            at=datetime.now(UTC).isoformat(),
+            next_attempt_in_s=None if next_in_s is None else round(next_in_s, 3),
+        )
+        self._metrics.deliveries.labels(subscription, outcome.status.value).inc()
+        self._metrics.delivery_latency.labels(subscription).observe(latency_s)
+        level = log.info if outcome.status is Status.DELIVERED else log.warning
+        level("delivery.attempt", **{k: v for k, v in record.__dict__.items() if k != "extra"})
+        # The attempt log is an audit trail, not a delivery guarantee: not awaited.
+        task = asyncio.ensure_future(self._producer.send(
+            self.topics.deliveries, key=subscription.encode(), value=record.encode()))
+        task.add_done_callback(_ignore_result)
+
+    async def _dead(self, subscription: str, event: Event, attempts: int, outcome: Outcome,
+                    reason: str) -> None:
+        letter = DeadLetter(subscription, event, attempts, outcome.detail, outcome.http_status,
+                            reason, datetime.now(UTC).isoformat())
+        await self._send(self.topics.dead_letter, subscription.encode(), letter.encode())
+        self._metrics.dead_letters.labels(subscription, reason).inc()
+        log.error("delivery.dead_lettered", subscription=subscription, event_id=event.id,
+                  event_type=event.type, model=event.model, attempts=attempts, reason=reason,
+                  last_error=outcome.detail)
+
+    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Publish and wait for the acknowledgement; retried until it succeeds (never lost)."""
+        delay = 0.5
+        while True:
+            try:
+                await (await self._producer.send(topic, key=key, value=value))
+                return
+            except KafkaError as exc:
+                log.error("delivery.bus_error", topic=topic, error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+
+def _ignore_result(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("delivery.attempt_record_lost", error=repr(task.exception()))
+

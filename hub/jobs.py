@@ -1,0 +1,151 @@
+"""Records the delivery machinery keeps in Kafka, as JSON.
+
+* :class:`Job` — a delivery to make at ``due_ms`` (retry topic; replay writes them too).
+* :class:`DeadLetter` — a delivery that reached a final failure (dead-letter topic).
+* :class:`Attempt` — one attempt and how it went (deliveries topic, and the log).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hub.events import Event
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "model": event.model,
+        "version": event.version,
+        "time": event.time.isoformat(),
+        "source": event.source,
+        "data": event.data,
+    }
+
+
+def event_from_dict(raw: dict[str, Any]) -> Event:
+    return Event(
+        id=raw["id"],
+        type=raw["type"],
+        model=raw["model"],
+        version=raw.get("version"),
+        time=datetime.fromisoformat(raw["time"]),
+        source=raw["source"],
+        data=dict(raw["data"]),
+    )
+
+
+def _dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+@dataclass(frozen=True)
+class Job:
+    subscription: str
+    event: Event
+    attempt: int  # the attempt this job makes (1 = first)
+    due_ms: int
+    last_error: str = ""
+    replayed: bool = False
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.subscription}|{self.event.model}".encode()
+
+    def encode(self) -> bytes:
+        return _dumps({
+            "subscription": self.subscription,
+            "event": event_to_dict(self.event),
+            "attempt": self.attempt,
+            "due_ms": self.due_ms,
+            "last_error": self.last_error,
+            "replayed": self.replayed,
+        })
+
+    @classmethod
+    def decode(cls, value: bytes) -> Job:
+        raw = json.loads(value)
+        return cls(
+            subscription=raw["subscription"],
+            event=event_from_dict(raw["event"]),
+            attempt=int(raw["attempt"]),
+            due_ms=int(raw["due_ms"]),
+            last_error=raw.get("last_error", ""),
+            replayed=bool(raw.get("replayed", False)),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    subscription: str
+    event: Event
+    attempts: int
+    last_error: str
+    http_status: int | None
+    reason: str  # "exhausted" | "failed" | "gone" | "unknown_subscription"
+    dead_at: str
+
+    def encode(self) -> bytes:
+        return _dumps({
+            "subscription": self.subscription,
+            "event": event_to_dict(self.event),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "http_status": self.http_status,
+            "reason": self.reason,
+            "dead_at": self.dead_at,
+        })
+
+    @classmethod
+    def decode(cls, value: bytes) -> DeadLetter:
+        raw = json.loads(value)
+        return cls(
+            subscription=raw["subscription"],
+            event=event_from_dict(raw["event"]),
+            attempts=int(raw["attempts"]),
+            last_error=raw.get("last_error", ""),
+            http_status=raw.get("http_status"),
+            reason=raw.get("reason", ""),
+            dead_at=raw.get("dead_at", ""),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "subscription": self.subscription,
+            "event_id": self.event.id,
+            "event_type": self.event.type,
+            "model": self.event.model,
+            "version": self.event.version,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "http_status": self.http_status,
+            "reason": self.reason,
+            "dead_at": self.dead_at,
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    event_id: str
+    event_type: str
+    model: str
+    subscription: str
+    attempt: int
+    status: str
+    http_status: int | None
+    latency_ms: float | None
+    error: str
+    at: str
+    next_attempt_in_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, value: bytes) -> Attempt:
+        return cls(**json.loads(value))

@@ -1,0 +1,162 @@
+"""The durable retry schedule: a Kafka topic of :class:`~hub.jobs.Job` records.
+
+The scheduler consumes the retry topic in its own group, holds each job in memory until it
+is due (at most ``delivery.max_pending_retries``; past that the topic is paused), then hands
+it to the dispatcher. A job's offset counts as done once the dispatcher returned (delivered,
+re-scheduled as a new job, or dead-lettered); the committed offset is the lowest offset not
+yet done, so a restart re-reads exactly the jobs still waiting. Jobs of different
+subscriptions never wait for each other: a job due in ten hours does not hold back one due
+in five seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from hub.bus import connection_options
+from hub.config import DeliveryConfig, KafkaConfig
+from hub.dispatch import Dispatcher
+from hub.jobs import Job
+from hub.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class _Forget(ConsumerRebalanceListener):
+    def __init__(self, scheduler: RetryScheduler) -> None:
+        self._scheduler = scheduler
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._scheduler.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class RetryScheduler:
+    def __init__(self, *, dispatcher: Dispatcher, kafka: KafkaConfig, bootstrap_servers: str,
+                 topic: str, config: DeliveryConfig, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._dispatcher = dispatcher
+        self._kafka = kafka
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self.group_id = f"{config.group_id_prefix}.retry"
+        self._heap: list[tuple[int, int, TopicPartition, int, Job]] = []
+        self._tie = itertools.count()
+        self._open: dict[TopicPartition, set[int]] = {}
+        self._high: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.assigned = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """Partitions moved to another worker, which will re-read their jobs."""
+        self._heap = [entry for entry in self._heap if entry[2] not in partitions]
+        heapq.heapify(self._heap)
+        for tp in partitions:
+            self._open.pop(tp, None)
+            self._high.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **connection_options(self._kafka, self._bootstrap),
+            group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+        )
+        consumer.subscribe([self._topic], listener=_Forget(self))
+        await consumer.start()
+        try:
+            while not self._stopping.is_set():
+                await self._fetch(consumer)
+                self._fire_due()
+                self._metrics.retries_pending.set(len(self._heap))
+                await self._commit(consumer)
+            await self._drain()
+            await self._commit(consumer)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await consumer.stop()
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        assignment = consumer.assignment()
+        if assignment:
+            self.assigned.set()
+        full = len(self._heap) >= self._config.max_pending_retries
+        if full:
+            consumer.pause(*assignment)
+        else:
+            consumer.resume(*assignment)
+        wait_ms = 300
+        if self._heap:
+            wait_ms = max(0, min(wait_ms, self._heap[0][0] - int(self._clock() * 1000)))
+        if full:
+            await asyncio.sleep(wait_ms / 1000)  # nothing to fetch: wait for the next due job
+            return
+        batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._config.max_batch)
+        for tp, records in batch.items():
+            for record in records:
+                self._high[tp] = record.offset + 1
+                try:
+                    job = Job.decode(record.value)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("retry.bad_record", partition=tp.partition, offset=record.offset,
+                              error=repr(exc), action="skipped")
+                    continue
+                self._open.setdefault(tp, set()).add(record.offset)
+                heapq.heappush(self._heap, (job.due_ms, next(self._tie), tp, record.offset, job))
+
+    def _fire_due(self) -> None:
+        now_ms = int(self._clock() * 1000)
+        while self._heap and self._heap[0][0] <= now_ms and not self._slots.locked():
+            _, _, tp, offset, job = heapq.heappop(self._heap)
+            task = asyncio.create_task(self._run_job(tp, offset, job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, tp: TopicPartition, offset: int, job: Job) -> None:
+        async with self._slots:
+            await self._dispatcher.deliver(job.subscription, job.event, job.attempt)
+        open_offsets = self._open.get(tp)
+        if open_offsets is not None:
+            open_offsets.discard(offset)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._config.grace_period_s)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = {}
+        for tp, high in self._high.items():
+            open_offsets = self._open.get(tp)
+            target = min(open_offsets) if open_offsets else high
+            if self._committed.get(tp) != target:
+                offsets[tp] = target
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            self._committed.update(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("retry.commit_failed", error=repr(exc))

@@ -1,0 +1,163 @@
+"""The delivery worker: one lane per subscription, the retry scheduler, and what they share
+(a producer for retry / dead-letter / attempt records, the HTTP clients, the handlers).
+
+Shutdown is one fixed sequence: stop intake (lanes and scheduler stop fetching) → drain
+in-flight deliveries up to ``delivery.grace_period_s`` → commit what finished (each lane
+commits its last full batch) → close handlers, HTTP clients and the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from hub.bus import ensure_topics, new_producer
+from hub.config import HubConfig, SubscriptionConfig
+from hub.dispatch import Dispatcher, Topics
+from hub.http import HttpClients
+from hub.lane import SubscriptionLane
+from hub.metrics import Metrics
+from hub.plugins import Handler, HandlerContext, build_handlers
+from hub.retry import RetryScheduler
+from hub.source import RegistrySource
+
+log = structlog.get_logger(__name__)
+
+
+def topics_of(config: HubConfig) -> Topics:
+    return Topics(events=config.kafka.topic, retry=config.retry_topic,
+                  dead_letter=config.dead_letter_topic, deliveries=config.deliveries_topic)
+
+
+async def ensure_hub_topics(config: HubConfig, bootstrap_servers: str) -> None:
+    topics = topics_of(config)
+    n = config.kafka.partitions
+    await ensure_topics(config.kafka, bootstrap_servers, [
+        (topics.events, n, {}),
+        (topics.retry, n, {}),
+        (topics.dead_letter, 1, {}),
+        (topics.deliveries, n, {}),
+    ])
+
+
+class DeliveryWorker:
+    def __init__(self, config: HubConfig, bootstrap_servers: str, *,
+                 metrics: Metrics | None = None,
+                 subscriptions: list[SubscriptionConfig] | None = None) -> None:
+        self._config = config
+        self._bootstrap = bootstrap_servers
+        self.metrics = metrics or Metrics()
+        self.subscriptions = {s.name: s for s in
+                              (config.subscriptions if subscriptions is None else subscriptions)}
+        self.handlers: dict[str, Handler] = {}
+        self.lanes: dict[str, SubscriptionLane] = {}
+        self._stack = AsyncExitStack()
+        self._producer: AIOKafkaProducer | None = None
+        self._source: RegistrySource | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.scheduler: RetryScheduler | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> DeliveryWorker:
+        try:
+            await ensure_hub_topics(self._config, self._bootstrap)
+            self._producer = new_producer(self._config.kafka, self._bootstrap)
+            await self._producer.start()
+            self._stack.push_async_callback(self._producer.stop)
+            http = await self._stack.enter_async_context(
+                HttpClients(allowed_networks=self._config.delivery.allowed_networks))
+            self._source = await self._stack.enter_async_context(
+                RegistrySource(self._config.mlflow))
+            context = HandlerContext(
+                tracking_uri=self._config.mlflow.tracking_uri,
+                ui_url=self._config.mlflow.ui_url or _http_or_none(
+                    self._config.mlflow.tracking_uri),
+                http_session=http.session,
+                kafka_send=self._kafka_send,
+                mlflow_call=self._mlflow_call,
+            )
+            enabled = [s for s in self.subscriptions.values() if s.enabled]
+            self.handlers.update(build_handlers(enabled, context))
+            self._stack.push_async_callback(self._close_handlers)
+            self.dispatcher = Dispatcher(handlers=self.handlers, producer=self._producer,
+                                         topics=topics_of(self._config),
+                                         config=self._config.delivery, metrics=self.metrics)
+            self.scheduler = RetryScheduler(
+                dispatcher=self.dispatcher, kafka=self._config.kafka,
+                bootstrap_servers=self._bootstrap, topic=self._config.retry_topic,
+                config=self._config.delivery, metrics=self.metrics)
+            for name in self.handlers:
+                self.lanes[name] = self._lane(name)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _lane(self, name: str) -> SubscriptionLane:
+        assert self.dispatcher is not None
+        return SubscriptionLane(
+            lambda: self.subscriptions.get(name), name, dispatcher=self.dispatcher,
+            kafka=self._config.kafka, bootstrap_servers=self._bootstrap,
+            topic=self._config.kafka.topic, config=self._config.delivery, metrics=self.metrics)
+
+    async def run(self) -> None:
+        """Run every lane and the retry scheduler until :meth:`stop`."""
+        assert self.scheduler is not None
+        self._tasks["__retry__"] = asyncio.create_task(self.scheduler.run())
+        for name, lane in self.lanes.items():
+            self._tasks[name] = asyncio.create_task(lane.run())
+        log.info("delivery.worker_started", subscriptions=sorted(self.lanes))
+        try:
+            await asyncio.gather(*self._tasks.values())
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+
+    def stop(self) -> None:
+        """Stop intake; ``run`` returns once in-flight work drained (bounded by the grace)."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for lane in self.lanes.values():
+            lane.stop()
+
+    async def wait_ready(self, timeout_s: float = 30) -> None:
+        """Until every lane and the scheduler own partitions (tests and benchmarks)."""
+        waits = [lane.assigned.wait() for lane in self.lanes.values()]
+        if self.scheduler is not None:
+            waits.append(self.scheduler.assigned.wait())
+        await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._stack.aclose()
+
+    async def _close_handlers(self) -> None:
+        for name, handler in self.handlers.items():
+            try:
+                await handler.aclose()
+            except Exception:
+                log.exception("delivery.handler_close_failed", subscription=name)
+
+    async def _kafka_send(self, topic: str, key: bytes, value: bytes,
+                          headers: list[tuple[str, bytes]]) -> None:
+        assert self._producer is not None
+        await (await self._producer.send(topic, key=key, value=value, headers=headers))
+
+    async def _mlflow_call(self, fn: Any, *args: Any) -> Any:
+        assert self._source is not None
+        source = self._source
+        return await source.call(lambda: fn(source.client, *args))
+
+
+def _http_or_none(uri: str) -> str | None:
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
