@@ -71,6 +71,9 @@ class KafkaConfig(Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    """Consumer-group session timeout: how fast a dead worker's partitions move on."""
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -22,7 +22,7 @@ from hub.diff import diff
 from hub.errors import BusError, SourceError
 from hub.events import Change, Event, EventType, event_id
 from hub.metrics import Metrics
-from hub.snapshot import Snapshot
+from hub.snapshot import ModelState, Snapshot
 from hub.source import redact_uri
 
 log = structlog.get_logger(__name__)
@@ -30,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 class Scanner(Protocol):
     async def scan(self) -> Snapshot: ...
+
+    async def scan_model(self, name: str) -> ModelState | None: ...
 
 
 class EventSink(Protocol):
@@ -99,6 +101,7 @@ class Detector:
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
         self.state: DetectorState | None = None
         self.last_success_monotonic: float | None = None
         self.consecutive_failures = 0
@@ -124,16 +127,39 @@ class Detector:
 
     async def poll_once(self) -> list[Event]:
         """One detection round; returns the events published (empty on baseline)."""
-        with self._metrics.poll_duration.time():
-            current = await self._scanner.scan()
-        if self.state is None:
-            self.state = await self._checkpoint.load()
-        if self.state is None:
-            return await self._baseline(current)
+        async with self._lock:
+            with self._metrics.poll_duration.time():
+                current = await self._scanner.scan()
+            if self.state is None:
+                self.state = await self._checkpoint.load()
+            if self.state is None:
+                return await self._baseline(current)
+            events = await self._advance(current, path="poll")
+            self.last_success_monotonic = time.monotonic()
+            return events
+
+    async def refresh_model(self, name: str) -> list[Event]:
+        """Re-read one model now (MLflow pushed a webhook for it) and publish what changed.
+
+        Runs under the same lock as the full poll, so the two never interleave: what this
+        publishes is in the snapshot before the next poll diffs, which therefore does not
+        publish it again. A model that is gone is left to the full poll, which alone can
+        tell a deletion from a rename.
+        """
+        async with self._lock:
+            if self.state is None:
+                return []  # no baseline yet: the first poll takes it
+            model = await self._scanner.scan_model(name)
+            if model is None:
+                return []
+            current = Snapshot({**self.state.snapshot.models, name: model})
+            return await self._advance(current, path="push")
+
+    async def _advance(self, current: Snapshot, *, path: str) -> list[Event]:
+        assert self.state is not None
         previous = self.state.snapshot
         changes = diff(previous, current)
         if not changes:
-            self.last_success_monotonic = time.monotonic()
             return []
         events, sequences = stamp(changes, previous, current, self.state.sequences,
                                   source=self._source, now=self._clock())
@@ -141,15 +167,14 @@ class Detector:
         if not await self._publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
         for event in events:
-            self._metrics.events_detected.labels(event.type, "poll").inc()
+            self._metrics.events_detected.labels(event.type, path).inc()
             self._metrics.events_published.labels(event.type).inc()
         touched = {e.model for e in events}
         new_state = DetectorState(current, sequences)
         await self._save(new_state, changed=touched & set(current.models),
                          removed=(set(previous.models) - set(current.models)))
         self.state = new_state
-        self.last_success_monotonic = time.monotonic()
-        log.info("detector.published", events=len(events), models=len(touched),
+        log.info("detector.published", events=len(events), models=len(touched), path=path,
                  publish_s=round(time.perf_counter() - started, 4))
         return events
 

@@ -84,6 +84,8 @@ class SubscriptionLane:
             **connection_options(self._kafka, self._bootstrap),
             group_id=self.group_id,
             enable_auto_commit=False,
+            session_timeout_ms=self._kafka.session_timeout_ms,
+            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
             auto_offset_reset="earliest" if self._config.start_from == "earliest" else "latest",
             max_poll_interval_ms=max(300_000, int(self._config.grace_period_s * 2000)),
         )

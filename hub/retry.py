@@ -83,6 +83,8 @@ class RetryScheduler:
         consumer = AIOKafkaConsumer(
             **connection_options(self._kafka, self._bootstrap),
             group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=self._kafka.session_timeout_ms,
+            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
         )
         consumer.subscribe([self._topic], listener=_Forget(self))
         await consumer.start()

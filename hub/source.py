@@ -96,6 +96,27 @@ class RegistrySource:
         return build_snapshot(models, versions)
 
 
+    async def scan_model(self, name: str) -> ModelState | None:
+        """One model and its versions, or ``None`` if it does not exist (any more)."""
+        return await self.call(self._scan_model_sync, name)
+
+    def _scan_model_sync(self, name: str) -> ModelState | None:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        quoted = "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        versions = list(_pages(lambda token: client.search_model_versions(
+            filter_string=f"name = {quoted}", max_results=self._config.page_size * 10,
+            page_token=token)))
+        return build_snapshot([model], versions).models.get(name)
+
+
 def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
     token: str | None = None
     while True:

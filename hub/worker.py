@@ -61,6 +61,9 @@ class DeliveryWorker:
         self.dispatcher: Dispatcher | None = None
         self.scheduler: RetryScheduler | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._context = HandlerContext()
+        self._running = False
+        self._stopping = asyncio.Event()
         self._closed = False
 
     async def __aenter__(self) -> DeliveryWorker:
@@ -81,6 +84,7 @@ class DeliveryWorker:
                 kafka_send=self._kafka_send,
                 mlflow_call=self._mlflow_call,
             )
+            self._context = context
             enabled = [s for s in self.subscriptions.values() if s.enabled]
             self.handlers.update(build_handlers(enabled, context))
             self._stack.push_async_callback(self._close_handlers)
@@ -115,14 +119,59 @@ class DeliveryWorker:
         for name, lane in self.lanes.items():
             self._tasks[name] = asyncio.create_task(lane.run())
         log.info("delivery.worker_started", subscriptions=sorted(self.lanes))
+        self._running = True
+        stopping = asyncio.create_task(self._stopping.wait())
         try:
-            await asyncio.gather(*self._tasks.values())
+            while self._tasks and not self._stopping.is_set():
+                # lanes come and go at runtime: wait for whatever is running now
+                await asyncio.wait({stopping, *self._tasks.values()},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for name, task in list(self._tasks.items()):
+                    if task.done():
+                        del self._tasks[name]
+                        task.result()  # a crashed lane crashes the worker, loudly
+            if self._tasks:  # drain in-flight batches, bounded by the grace period
+                _, late = await asyncio.wait(set(self._tasks.values()),
+                                             timeout=self._config.delivery.grace_period_s)
+                if late:
+                    log.warning("delivery.drain_timeout", unfinished=len(late),
+                                action="uncommitted batches are delivered again on restart")
         finally:
+            self._running = False
+            stopping.cancel()
             for task in self._tasks.values():
                 task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def add_subscription(self, sub: SubscriptionConfig) -> None:
+        """Start delivering to a subscription created at runtime (validated like config)."""
+        if sub.name in self.lanes:
+            await self.remove_subscription(sub.name)
+        self.subscriptions[sub.name] = sub
+        if not sub.enabled:
+            return
+        self.handlers.update(build_handlers([sub], self._context))
+        lane = self.lanes[sub.name] = self._lane(sub.name)
+        if self._running:
+            self._tasks[sub.name] = asyncio.create_task(lane.run())
+
+    async def remove_subscription(self, name: str) -> None:
+        """Stop a runtime subscription's lane (its in-flight batch finishes first)."""
+        lane = self.lanes.pop(name, None)
+        self.subscriptions.pop(name, None)
+        if lane is not None:
+            lane.stop()
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                await asyncio.wait({task}, timeout=self._config.delivery.grace_period_s)
+                task.cancel()
+        handler = self.handlers.pop(name, None)
+        if handler is not None:
+            await handler.aclose()
 
     def stop(self) -> None:
         """Stop intake; ``run`` returns once in-flight work drained (bounded by the grace)."""
+        self._stopping.set()
         if self.scheduler is not None:
             self.scheduler.stop()
         for lane in self.lanes.values():

@@ -1,0 +1,171 @@
+"""Delivery through the real broker to real receivers: retries, isolation, dead letters,
+replay, 410 Gone. Retry schedules are injected so every test takes seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from hub.bus import Publisher
+from hub.config import HubConfig
+from hub.events import Event
+from hub.replay import dead_letters, replay_dead_letters, replay_events
+from hub.worker import DeliveryWorker, ensure_hub_topics
+from tests.support.kafka_reader import read_topic
+from tests.support.receiver import SECRET, Receiver, running_receiver
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def delivery_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
+                    schedule: list[float] | None = None) -> HubConfig:
+    return HubConfig(
+        kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3,
+               "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
+        delivery={"retry_schedule_s": [0.2, 0.2] if schedule is None else schedule,
+                  "jitter": 0, "allowed_networks": ["127.0.0.0/8"], "start_from": "earliest",
+                  "grace_period_s": 2},
+        subscriptions=subscriptions,
+    )
+
+
+def webhook(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "handler": "webhook", "url": url, "secret": SECRET,
+            "timeout_s": extra.pop("timeout_s", 2), **extra}
+
+
+def event(n: int, model: str = "iris", type_: str = "model_version.created") -> Event:
+    return Event(id=f"evt-{n}", type=type_, model=model, version=str(n),
+                 time=datetime.now(UTC), source="http://mlflow",
+                 data={"model_name": model, "version": str(n), "tags": {}})
+
+
+async def publish(config: HubConfig, events: list[Event]) -> None:
+    await ensure_hub_topics(config, config.kafka.bootstrap_servers)
+    async with Publisher(config.kafka, config.kafka.bootstrap_servers,
+                         config.kafka.topic) as publisher:
+        await publisher.publish(events)
+
+
+@asynccontextmanager
+async def running_worker(config: HubConfig) -> AsyncIterator[DeliveryWorker]:
+    async with DeliveryWorker(config, config.kafka.bootstrap_servers) as worker:
+        task = asyncio.create_task(worker.run())
+        try:
+            await worker.wait_ready()
+            yield worker
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as r:
+        yield r
+
+
+async def test_flaky_endpoint_gets_each_event_once_with_the_same_id(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    receiver.failures["a"] = 2
+    config = delivery_config(kafka_bootstrap, topic_name,
+                             [webhook("flaky", f"{receiver.url}/fail/a")])
+    await publish(config, [event(1)])
+    async with running_worker(config):
+        (hit,) = await receiver.wait_for(1)
+    assert hit.verified, "signature must verify with the standardwebhooks library"
+    assert hit.headers["webhook-id"] == "evt-1"
+    assert hit.body["type"] == "model_version.created"
+    attempts = await read_topic(kafka_bootstrap, config.deliveries_topic, at_least=3)
+    assert [(a.data["attempt"], a.data["status"]) for a in attempts] == [
+        (1, "retry"), (2, "retry"), (3, "delivered")]
+    assert {a.data["event_id"] for a in attempts} == {"evt-1"}
+
+
+async def test_hanging_endpoint_does_not_delay_a_healthy_one(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    config = delivery_config(kafka_bootstrap, topic_name, [
+        webhook("healthy", f"{receiver.url}/ok"),
+        webhook("stuck", f"{receiver.url}/hang", timeout_s=60),
+    ])
+    await publish(config, [event(n, model=f"m{n}") for n in range(30)])
+    async with running_worker(config):
+        started = asyncio.get_running_loop().time()
+        hits = await receiver.wait_for(30, "/ok", timeout_s=20)
+        took = asyncio.get_running_loop().time() - started
+    assert sorted(h.headers["webhook-id"] for h in hits) == sorted(f"evt-{n}" for n in range(30))
+    assert took < 10, f"healthy subscription waited {took:.1f}s behind a hanging one"
+
+
+async def test_exhausted_retries_dead_letter_and_replay_delivers(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    receiver.down.add("x")
+    config = delivery_config(kafka_bootstrap, topic_name,
+                             [webhook("down", f"{receiver.url}/down/x")], schedule=[0.1])
+    await publish(config, [event(1), event(2, model="other")])
+    async with running_worker(config):
+        letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=2)
+        assert sorted(d.data["event"]["id"] for d in letters) == ["evt-1", "evt-2"]
+        assert {d.data["attempts"] for d in letters} == {2}
+        assert {d.data["reason"] for d in letters} == {"exhausted"}
+        assert all("503" in d.data["last_error"] or d.data["http_status"] == 503
+                   for d in letters)
+        assert receiver.delivered() == []
+
+        receiver.down.clear()
+        only = await dead_letters(config, kafka_bootstrap, event_id="evt-2")
+        assert [d.event.id for d in only] == ["evt-2"]
+        jobs = await replay_dead_letters(config, kafka_bootstrap, subscription="down",
+                                         event_id="evt-2")
+        assert [j.event.id for j in jobs] == ["evt-2"]
+        (hit,) = await receiver.wait_for(1)
+        assert hit.headers["webhook-id"] == "evt-2" and hit.verified
+        await replay_dead_letters(config, kafka_bootstrap)
+        hits = await receiver.wait_for(3)
+    assert sorted(h.headers["webhook-id"] for h in hits) == ["evt-1", "evt-2", "evt-2"]
+
+
+async def test_gone_endpoint_stops_and_dead_letters_later_events(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    config = delivery_config(kafka_bootstrap, topic_name,
+                             [webhook("gone", f"{receiver.url}/status/410")])
+    await publish(config, [event(1), event(2)])
+    async with running_worker(config) as worker:
+        letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=2)
+        assert worker.dispatcher is not None and "gone" in worker.dispatcher.gone
+    assert [(d.data["event"]["id"], d.data["reason"]) for d in letters] == [
+        ("evt-1", "gone"), ("evt-2", "gone")]
+    attempts = await read_topic(kafka_bootstrap, config.deliveries_topic, at_least=1,
+                                settle_s=0.3)
+    assert [a.data["http_status"] for a in attempts] == [410]  # no second attempt
+
+
+async def test_subscription_filters_and_replay_from_the_events_topic(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    config = delivery_config(kafka_bootstrap, topic_name, [
+        webhook("prod-only", f"{receiver.url}/ok", events=["model_version.*"],
+                models=["iris*"], when={"to_stage": "Production"}),
+    ])
+    promoted = Event(id="evt-p", type="model_version.stage_transitioned", model="iris",
+                     version="3", time=datetime.now(UTC), source="s",
+                     data={"model_name": "iris", "version": "3", "to_stage": "Production"})
+    staged = Event(id="evt-s", type="model_version.stage_transitioned", model="iris",
+                   version="2", time=datetime.now(UTC), source="s",
+                   data={"model_name": "iris", "version": "2", "to_stage": "Staging"})
+    other = Event(id="evt-o", type="model_version.stage_transitioned", model="wine",
+                  version="1", time=datetime.now(UTC), source="s",
+                  data={"model_name": "wine", "version": "1", "to_stage": "Production"})
+    since = datetime.now(UTC)
+    await publish(config, [staged, promoted, other])
+    async with running_worker(config):
+        (hit,) = await receiver.wait_for(1)
+        assert hit.headers["webhook-id"] == "evt-p"
+        jobs = await replay_events(config, kafka_bootstrap, since=since)
+        assert [j.event.id for j in jobs] == ["evt-p"]
+        hits = await receiver.wait_for(2)
+    assert [h.headers["webhook-id"] for h in hits] == ["evt-p", "evt-p"]
