@@ -140,6 +140,24 @@ class DeliveryConfig(Section):
         return networks
 
 
+class AdminConfig(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    """The admin API, /metrics, health checks and /ingest/mlflow share this port."""
+    token: SecretStr | None = None
+    """Bearer token required on /api/* when set (health, metrics and ingest stay open;
+    ingest is protected by its signature)."""
+
+
+class IngestConfig(Section):
+    mlflow_secret: SecretStr | None = None
+    """Secret of the MLflow webhook pointing at /ingest/mlflow (signature checked)."""
+    tolerance_s: float = Field(300, gt=0)
+    """Webhook timestamps further than this from now are refused (replay protection)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
 class SubscriptionConfig(BaseModel):
     """A subscription: which events go to which handler. Handler options sit beside these
     keys and are validated by the handler's own options model."""
@@ -181,6 +199,8 @@ class HubConfig(BaseSettings):
     detector: DetectorConfig = Field(default_factory=lambda: DetectorConfig())
     kafka: KafkaConfig = Field(default_factory=lambda: KafkaConfig())
     delivery: DeliveryConfig = Field(default_factory=lambda: DeliveryConfig())
+    admin: AdminConfig = Field(default_factory=lambda: AdminConfig())
+    ingest: IngestConfig = Field(default_factory=lambda: IngestConfig())
     subscriptions: list[SubscriptionConfig] = Field(default_factory=_default_subscriptions)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
