@@ -1,0 +1,349 @@
+"""Slack messages for registry events: pure, no network, no clock.
+
+:func:`build_message` turns an :class:`~hub.events.Event` into a :class:`SlackMessage`: a
+plain ``text`` fallback (notifications, screen readers; never empty) and Block Kit blocks
+(a header, a summary section with fields, the description and tags where there are some,
+links to the MLflow UI, and a context line). Slack's limits are kept by construction: at
+most 50 blocks, header text ≤ 150 characters, section text ≤ 3000, field text ≤ 2000;
+longer values are cut without splitting an ``&amp;`` entity or a ``<link|label>``.
+
+Templates (``templates: {event type or glob: format string}`` in a subscription) replace the
+text and the blocks with one section. They are ``str.format`` strings over the event data
+plus ``type``, ``model``, ``version``, ``id``, ``time``, ``subject``, ``version_url``,
+``model_url`` and ``run_url``; nested values are reached with ``[key]`` (``{tags[team]}``).
+Missing keys render as empty text and rendering never raises; :func:`validate_templates`
+rejects malformed templates up front.
+"""
+
+from __future__ import annotations
+
+import _string  # the stdlib parser behind str.format's field names
+import fnmatch
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from hub.events import EVENT_TYPES, Event
+
+MAX_BLOCKS = 50
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_FIELDS = 10
+MAX_TEXT = 40_000  # Slack truncates longer ``text``
+MAX_VALUE = 300  # one data value inside a sentence or a field
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TemplateError(ValueError):
+    """A message template is malformed; the message names the template."""
+
+
+# --- text helpers --------------------------------------------------------------------------
+
+
+def escape(value: object) -> str:
+    """Escape the three characters Slack's mrkdwn reserves."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, ending with ``…``, never inside an
+    ``&amp;``-style entity or a ``<url|label>`` link."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…" if limit > 0 else ""
+
+
+def _v(value: object, limit: int = MAX_VALUE) -> str:
+    """A data value for mrkdwn: escaped and short."""
+    return escape(truncate(str(value), limit))
+
+
+def links(event: Event, ui_url: str | None) -> dict[str, str]:
+    """MLflow UI links for the event (empty strings without a UI URL)."""
+    out = {"model_url": "", "version_url": "", "run_url": ""}
+    if not ui_url:
+        return out
+    base = ui_url.rstrip("/")
+    model = quote(event.model, safe="")
+    out["model_url"] = f"{base}/#/models/{model}"
+    if event.version is not None:
+        out["version_url"] = f"{out['model_url']}/versions/{quote(str(event.version), safe='')}"
+    run_id = event.data.get("run_id")
+    if run_id:  # MLflow's UI route ``/runs/:runUuid`` needs no experiment id
+        out["run_url"] = f"{base}/#/runs/{quote(str(run_id), safe='')}"
+    return out
+
+
+def _link(url: str, label: str) -> str:
+    return f"<{url}|{label}>" if url else label
+
+
+# --- the default message -------------------------------------------------------------------
+
+_Describer = Callable[[Event, str, dict[str, Any]], tuple[str, str, str]]
+"""(event, "*model* vN", data) -> (emoji, header title, summary sentence in mrkdwn)."""
+
+
+def _was(value: object) -> str:
+    return f" (was `{_v(value)}`)" if value not in (None, "") else ""
+
+
+_DESCRIBE: dict[str, _Describer] = {
+    "registered_model.created": lambda e, w, d: (
+        "🆕", f"New registered model: {e.model}", f"Registered model {w} was created"),
+    "registered_model.updated": lambda e, w, d: (
+        "✏️", f"Description updated: {e.model}", f"The description of {w} was updated"),
+    "registered_model.renamed": lambda e, w, d: (
+        "🔤", f"Model renamed: {d.get('previous_name')} → {e.model}",
+        f"*{_v(d.get('previous_name'))}* was renamed to {w}"),
+    "registered_model.deleted": lambda e, w, d: (
+        "🗑️", f"Model deleted: {e.model}", f"Registered model {w} was deleted"),
+    "registered_model_tag.set": lambda e, w, d: (
+        "🏷️", f"Tag set on {e.model}: {d.get('key')}",
+        f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
+        + _was(d.get("previous_value"))),
+    "registered_model_tag.deleted": lambda e, w, d: (
+        "🏷️", f"Tag removed from {e.model}: {d.get('key')}",
+        f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
+    "model_version.created": lambda e, w, d: (
+        "🆕", f"New version: {e.model} v{e.version}",
+        f"{w} was registered" + (f" by {_v(d['user_id'])}" if d.get("user_id") else "")),
+    "model_version.updated": lambda e, w, d: (
+        "✏️", f"Description updated: {e.model} v{e.version}",
+        f"The description of {w} was updated"),
+    "model_version.status_changed": lambda e, w, d: (
+        "✅" if d.get("status") == "READY" else "⚠️",
+        f"{e.model} v{e.version}: {d.get('previous_status')} → {d.get('status')}",
+        f"{w} status changed from *{_v(d.get('previous_status'))}* to *{_v(d.get('status'))}*"),
+    "model_version.stage_transitioned": lambda e, w, d: (
+        "🚀" if d.get("to_stage") == "Production" else "🔀",
+        f"{e.model} v{e.version}: {d.get('from_stage')} → {d.get('to_stage')}",
+        f"{w} moved from *{_v(d.get('from_stage'))}* to *{_v(d.get('to_stage'))}*"),
+    "model_version.deleted": lambda e, w, d: (
+        "🗑️", f"Version deleted: {e.model} v{e.version}", f"{w} was deleted"),
+    "model_version_tag.set": lambda e, w, d: (
+        "🏷️", f"{e.model} v{e.version}: tag {d.get('key')}",
+        f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
+        + _was(d.get("previous_value"))),
+    "model_version_tag.deleted": lambda e, w, d: (
+        "🏷️", f"{e.model} v{e.version}: tag {d.get('key')} removed",
+        f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
+    "model_version_alias.created": lambda e, w, d: (
+        "📌", f"{e.model}@{d.get('alias')} → v{e.version}",
+        f"Alias `@{_v(d.get('alias'))}` now points to {w}"
+        + (f" (was v{_v(d['previous_version'])})" if d.get("previous_version") else "")),
+    "model_version_alias.deleted": lambda e, w, d: (
+        "📌", f"{e.model}@{d.get('alias')} removed",
+        f"Alias `@{_v(d.get('alias'))}` was removed from {w}"),
+}
+
+
+def _generic(event: Event, where: str, data: dict[str, Any]) -> tuple[str, str, str]:
+    title = f"{event.type}: {event.model}" + (f" v{event.version}" if event.version else "")
+    return "🔔", title, f"`{_v(event.type)}` on {where}"
+
+
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("from_stage", "From stage"), ("to_stage", "To stage"), ("stage", "Stage"),
+    ("status", "Status"), ("previous_status", "Previous status"), ("alias", "Alias"),
+    ("previous_version", "Previous version"), ("key", "Tag"), ("value", "Value"),
+    ("previous_value", "Previous value"), ("previous_name", "Previous name"),
+    ("user_id", "By"), ("run_id", "Run"), ("source", "Source"),
+)
+
+
+def _fields(event: Event, data: dict[str, Any], urls: dict[str, str]) -> list[str]:
+    out = [f"*Model*\n{_link(urls['model_url'], _v(event.model))}"]
+    if event.version is not None:
+        out.append(f"*Version*\n{_link(urls['version_url'], _v(event.version))}")
+    for key, label in _FIELDS:
+        value = data.get(key)
+        if value in (None, ""):
+            continue
+        shown = _v(value)
+        if key == "run_id":
+            shown = _link(urls["run_url"], f"`{shown}`")
+        elif key == "alias":
+            shown = f"@{shown}"
+        out.append(truncate(f"*{label}*\n{shown}", MAX_FIELD))
+    for key, label in (("aliases", "Aliases"), ("versions", "Versions")):
+        items = data.get(key)
+        if isinstance(items, dict):  # a deleted model's aliases: {alias: version}
+            items = [f"{a} → v{v}" for a, v in items.items()]
+        if isinstance(items, list) and items:
+            out.append(truncate(f"*{label}*\n" + ", ".join(_v(i, 100) for i in items), MAX_FIELD))
+    return out
+
+
+def _section(text: str | None, fields: list[str] | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "section"}
+    if text is not None:
+        block["text"] = {"type": "mrkdwn", "text": truncate(text, MAX_SECTION)}
+    if fields:
+        block["fields"] = [{"type": "mrkdwn", "text": f} for f in fields[:MAX_FIELDS]]
+    return block
+
+
+def default_message(event: Event, ui_url: str | None) -> SlackMessage:
+    data = event.data
+    urls = links(event, ui_url)
+    where = f"*{_v(event.model)}*" + (f" v{_v(event.version)}" if event.version else "")
+    emoji, title, summary = _DESCRIBE.get(event.type, _generic)(event, where, data)
+    fields = _fields(event, data, urls)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header",
+         "text": {"type": "plain_text", "text": truncate(f"{emoji} {title}", MAX_HEADER),
+                  "emoji": True}},
+        _section(summary, fields),
+    ]
+    if len(fields) > MAX_FIELDS:
+        blocks.append(_section(None, fields[MAX_FIELDS:]))
+    for key, label in (("description", "Description"),
+                       ("previous_description", "Previous description")):
+        if data.get(key):
+            quoted = "\n".join(f">{line}" for line in _v(data[key], MAX_SECTION).splitlines())
+            blocks.append(_section(f"*{label}*\n{quoted}"))
+    tags = data.get("tags")
+    if isinstance(tags, dict) and tags:
+        listed = " · ".join(f"`{_v(k, 100)}`: {_v(v, 200)}" for k, v in sorted(tags.items()))
+        label = "Version tags" if event.version is not None else "Model tags"
+        blocks.append(_section(f"*{label}*\n{listed}"))
+    when = f"<!date^{int(event.time.timestamp())}^{{date_short_pretty}} {{time}}|" \
+        f"{event.time.isoformat()}>"  # shown in the reader's time zone
+    context = [f"`{_v(event.type)}`", when, f"event {_v(event.id)}"]
+    linked = [_link(urls["version_url"] or urls["model_url"], "Open in MLflow")]
+    if urls["run_url"]:
+        linked.append(_link(urls["run_url"], "Open run"))
+    if urls["model_url"]:
+        context = linked + context
+    blocks.append({"type": "context",
+                   "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(context),
+                                                                     MAX_FIELD)}]})
+    return SlackMessage(text=truncate(f"{emoji} {summary}", MAX_TEXT), blocks=blocks[:MAX_BLOCKS])
+
+
+# --- templates -----------------------------------------------------------------------------
+
+
+class _SafeFormatter(string.Formatter):
+    """``str.format`` where a missing key, a bad index or a bad format spec renders as text
+    instead of raising, and every substituted value is mrkdwn-escaped."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj: Any = kwargs.get(first) if isinstance(first, str) else None
+        for is_attr, key in rest:
+            if is_attr:
+                obj = None
+            elif isinstance(obj, Mapping):
+                obj = obj.get(key, obj.get(str(key)))
+            elif isinstance(obj, list | tuple) and isinstance(key, int) and -len(obj) <= key \
+                    < len(obj):
+                obj = obj[key]
+            else:
+                obj = None
+        return ("" if obj is None else obj), str(first)
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        try:
+            text = format(value, format_spec)
+        except (ValueError, TypeError):
+            text = str(value)
+        return escape(text)
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def _template_fields(template: str) -> list[tuple[str, str | None]]:
+    """Every (field name, conversion) in ``template``, including fields nested in specs."""
+    out: list[tuple[str, str | None]] = []
+    for _literal, name, spec, conversion in string.Formatter().parse(template):
+        if name is not None:
+            out.append((name, conversion))
+            if spec:
+                out.extend(_template_fields(spec))
+    return out
+
+
+def validate_templates(templates: Mapping[str, str]) -> None:
+    """Raise :class:`TemplateError` naming the first malformed template."""
+    for key, template in templates.items():
+        where = f"template {key!r}"
+        if not any(fnmatch.fnmatchcase(t, key) for t in EVENT_TYPES):
+            raise TemplateError(f"{where}: matches no event type; known types: "
+                                f"{', '.join(EVENT_TYPES)}")
+        if not isinstance(template, str) or not template.strip():
+            raise TemplateError(f"{where}: must be a non-empty string")
+        try:
+            fields = _template_fields(template)
+        except ValueError as exc:
+            raise TemplateError(f"{where} is not a valid format string: {exc} "
+                                "(write {{ and }} for literal braces)") from None
+        for name, conversion in fields:
+            first, rest = _string.formatter_field_name_split(name)
+            if not isinstance(first, str) or not first:
+                raise TemplateError(f"{where}: positional field {{{name}}} is not allowed; "
+                                    "name a key, e.g. {model} or {to_stage}")
+            if any(is_attr for is_attr, _ in rest):
+                raise TemplateError(f"{where}: attribute access in {{{name}}} is not "
+                                    "allowed; use [key] for nested values, e.g. {tags[team]}")
+            if conversion not in (None, "r", "s", "a"):
+                raise TemplateError(f"{where}: unknown conversion !{conversion} in "
+                                    f"{{{name}}}")
+
+
+def template_for(event_type: str, templates: Mapping[str, str] | None) -> str | None:
+    """The template for ``event_type``: an exact key first, then the first matching glob."""
+    if not templates:
+        return None
+    if event_type in templates:
+        return templates[event_type]
+    return next((t for k, t in templates.items() if fnmatch.fnmatchcase(event_type, k)), None)
+
+
+def template_values(event: Event, ui_url: str | None) -> dict[str, Any]:
+    version = event.version if event.version is not None else event.data.get("version")
+    return {
+        **event.data,
+        "type": event.type, "model": event.model, "version": version, "id": event.id,
+        "time": event.time.isoformat(), "subject": event.subject, **links(event, ui_url),
+    }
+
+
+def render_template(template: str, event: Event, ui_url: str | None) -> str:
+    """Render; never raises (a template that cannot be parsed renders as empty text)."""
+    try:
+        return _FORMATTER.vformat(template, (), template_values(event, ui_url))
+    except (ValueError, IndexError, KeyError):
+        return ""
+
+
+def build_message(event: Event, *, ui_url: str | None,
+                  templates: Mapping[str, str] | None) -> SlackMessage:
+    template = template_for(event.type, templates)
+    if template is not None:
+        rendered = render_template(template, event, ui_url).strip()
+        if rendered:
+            return SlackMessage(text=truncate(rendered, MAX_TEXT),
+                                blocks=[_section(rendered)])
+    return default_message(event, ui_url)
+
+
+__all__ = ["SlackMessage", "TemplateError", "build_message", "default_message", "escape",
+           "links", "render_template", "template_for", "truncate", "validate_templates"]
