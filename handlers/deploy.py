@@ -1,0 +1,413 @@
+"""The ``deploy`` handler: start a deployment when a subscription's conditions hold.
+
+Targets: GitHub ``repository_dispatch`` and ``workflow_dispatch``, a generic HTTP endpoint,
+and a Kafka command topic (``deploy.requests``) whose records follow
+``docs/deploy-request.schema.json``. Every request carries an idempotency key derived from
+the subscription and the event id, so a redelivery can be told apart from a new deployment.
+The hub's router applies ``events``/``models``/``when`` before :meth:`DeployHandler.deliver`
+is called. Payloads and status mapping are pure, in ``handlers.deploy_targets``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from yarl import URL
+
+from handlers.deploy_targets import (
+    DEFAULT_WORKFLOW_INPUTS,
+    GITHUB_MAX_KEYS,
+    PLACEHOLDERS,
+    SCHEMA_ID,
+    DeployRequest,
+    deploy_request,
+    dispatch_payload,
+    encode,
+    github_outcome,
+    http_outcome,
+    placeholders_in,
+    record,
+    render,
+    workflow_payload,
+)
+from hub.errors import PluginError
+from hub.events import Event
+from hub.http import find_refusal
+from hub.outcome import Outcome
+from hub.plugins import HandlerContext, HandlerOptions
+
+log = structlog.get_logger(__name__)
+
+Target = Literal["github_dispatch", "github_workflow", "http", "kafka"]
+_GITHUB = ("github_dispatch", "github_workflow")
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "github_dispatch": ("repo", "token", "event_type"),
+    "github_workflow": ("repo", "token", "workflow", "ref"),
+    "http": ("url",),
+    "kafka": (),
+}
+_USED_BY: dict[str, tuple[str, ...]] = {
+    "repo": _GITHUB, "token": _GITHUB, "api_base_url": _GITHUB,
+    "event_type": ("github_dispatch",),
+    "workflow": ("github_workflow",), "ref": ("github_workflow",), "inputs": ("github_workflow",),
+    "url": ("http",), "method": ("http",), "headers": ("http",), "body": ("http",),
+    "topic": ("kafka",),
+}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_MAX_ANSWER_BYTES = 64 * 1024
+_GITHUB_HEADERS = {"Accept": "application/vnd.github+json",
+                   "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "registry-hub-deploy"}
+
+
+def expand_env(value: str, env: Mapping[str, str]) -> str:
+    """Replace ``${NAME}`` with the environment variable; unset or empty is an error."""
+    for name in _ENV_REF.findall(value):
+        if not env.get(name):
+            raise ValueError(f"environment variable {name} (from ${{{name}}}) is not set")
+    return _ENV_REF.sub(lambda m: env[m.group(1)], value)
+
+
+class DeployOptions(HandlerOptions):
+    target: Target
+    # GitHub (github_dispatch, github_workflow)
+    repo: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    token: SecretStr | None = None
+    """May be ``${ENV_VAR}``, resolved when the options are validated."""
+    event_type: str | None = Field(None, min_length=1, max_length=100)
+    workflow: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Workflow file name (``deploy.yml``) or numeric id."""
+    ref: str | None = Field(None, min_length=1)
+    inputs: dict[str, str] | None = None
+    """Default: model, version, alias, stage, run_id, source, event_id, idempotency_key (and
+    lineage with ``include_lineage``) — the workflow must declare every input sent."""
+    api_base_url: str = "https://api.github.com"
+    # http
+    url: str | None = None
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Values may use ``${ENV_VAR}``, resolved when the options are validated."""
+    body: dict[str, Any] | None = None
+    """JSON template; default: the deploy-request/v1 record."""
+    # kafka
+    topic: str = Field("deploy.requests", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # all targets
+    include_lineage: bool = False
+    timeout_s: float = Field(10, gt=0)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token_env(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return expand_env(value, os.environ) if isinstance(value, str) else value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers_env(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        resolved = {}
+        for name, raw in value.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            text = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+            if not isinstance(text, str):
+                raise ValueError(f"header {name!r}: the value must be a string")
+            try:
+                text = expand_env(text, os.environ)
+            except ValueError as exc:
+                raise ValueError(f"header {name!r}: {exc}") from None
+            if "\r" in text or "\n" in text:
+                raise ValueError(f"header {name!r}: the value must not contain line breaks")
+            resolved[name] = text
+        return resolved
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_base_url", "url")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        url = URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/") if info.field_name == "api_base_url" else value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            if len(value) > GITHUB_MAX_KEYS:
+                raise ValueError(f"GitHub accepts at most {GITHUB_MAX_KEYS} inputs, "
+                                 f"got {len(value)}")
+            _known_placeholders(value)
+            if "idempotency_key" not in placeholders_in(value):
+                raise ValueError("pass {idempotency_key} in one input (e.g. idempotency_key: "
+                                 "'{idempotency_key}', declared by the workflow) so it can "
+                                 "tell a redelivery from a new deployment")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _known_placeholders(value)
+            try:
+                encode(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"the body must be plain JSON: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _fits_target(self) -> Self:
+        """Errors name the field: a key the target needs, or a key it would ignore."""
+        errors = [
+            InitErrorDetails(type=PydanticCustomError(
+                "target_requires", "required when target is {target}",
+                {"target": self.target}), loc=(name,), input=None)
+            for name in _REQUIRED[self.target] if getattr(self, name) is None
+        ] + [
+            InitErrorDetails(type=PydanticCustomError(
+                "target_ignores", "only used when target is {used_by}, not {target}",
+                {"target": self.target, "used_by": " or ".join(_USED_BY[name])}),
+                loc=(name,), input="***" if name in ("token", "headers") else getattr(self, name))
+            for name in sorted(self.model_fields_set)
+            if name in _USED_BY and self.target not in _USED_BY[name]
+            and getattr(self, name) is not None
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def workflow_inputs(self) -> dict[str, str]:
+        if self.inputs is not None:
+            return dict(self.inputs)
+        inputs = dict(DEFAULT_WORKFLOW_INPUTS)
+        if self.include_lineage:
+            inputs["lineage"] = "{lineage}"
+        return inputs
+
+
+def _known_placeholders(template: Any) -> None:
+    unknown = placeholders_in(template) - set(PLACEHOLDERS)
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(PLACEHOLDERS)} (write {{{{ and }}}} for literal braces)")
+
+
+# --- lineage --------------------------------------------------------------------------------
+
+def fetch_lineage(client: Any, model: str, version: str) -> dict[str, Any]:
+    """Blocking (run through ``context.mlflow_call``): as the seed's ``get_model_lineage``
+    gathers it — the version's run, its experiment, params and metrics, the version tags."""
+    mv = client.get_model_version(model, version)
+    lineage: dict[str, Any] = {"run_id": mv.run_id or None, "experiment_id": None,
+                               "experiment_name": None, "params": {}, "metrics": {},
+                               "tags": dict(mv.tags or {})}
+    if mv.run_id:
+        run = client.get_run(mv.run_id)
+        experiment = client.get_experiment(run.info.experiment_id)
+        lineage.update(
+            experiment_id=str(run.info.experiment_id), experiment_name=experiment.name,
+            params=dict(run.data.params),
+            # NaN/inf are not JSON
+            metrics={k: v if math.isfinite(v) else None for k, v in run.data.metrics.items()},
+        )
+    return lineage
+
+
+class LineageCache:
+    """Bounded LRU of lineage per (model, version); concurrent misses fetch once and
+    failures are not cached."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._max = max_entries
+        self._values: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
+
+    async def get(self, key: tuple[str, str],
+                  fetch: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        while key not in self._values:
+            waiting = self._inflight.get(key)
+            if waiting is None:
+                return await self._fetch(key, fetch)
+            await waiting.wait()
+        self._values.move_to_end(key)
+        return self._values[key]
+
+    async def _fetch(self, key: tuple[str, str],
+                     fetch: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        done = self._inflight[key] = asyncio.Event()
+        try:
+            value = await fetch()
+            self._values[key] = value
+            while len(self._values) > self._max:
+                self._values.popitem(last=False)
+            return value
+        finally:
+            del self._inflight[key]
+            done.set()
+
+
+# --- the handler ----------------------------------------------------------------------------
+
+class DeployHandler:
+    Options: ClassVar[type[DeployOptions]] = DeployOptions
+
+    def __init__(self, *, name: str, options: DeployOptions, context: HandlerContext) -> None:
+        self.name = name
+        self._options = options
+        self._context = context
+        needs = {"http_session": options.target != "kafka",
+                 "kafka_send": options.target == "kafka",
+                 "mlflow_call": options.include_lineage}
+        for attr, needed in needs.items():
+            if needed and getattr(context, attr) is None:
+                raise PluginError(f"subscription {name!r}: the deploy handler (target "
+                                  f"{options.target}) needs HandlerContext.{attr}")
+        self._lineage = LineageCache()
+        self._secrets = [s.get_secret_value() for s in
+                         [*options.headers.values(), *([options.token] if options.token else [])]]
+
+    async def deliver(self, event: Event) -> Outcome:
+        started = time.monotonic()
+        lineage: dict[str, Any] | None = None
+        if self._options.include_lineage:
+            try:
+                lineage = await self._lineage_of(event)
+            except Exception as exc:
+                return self._timed(Outcome.retry(
+                    f"lineage of {event.model} v{event.version} could not be fetched: "
+                    f"{self._redact(repr(exc))}"), started)
+        request = deploy_request(self.name, event, lineage)
+        target = self._options.target
+        if target == "kafka":
+            outcome = await self._publish(request)
+        elif target == "http":
+            outcome = await self._http(request)
+        else:
+            outcome = await self._github(request)
+        log.debug("deploy.request", subscription=self.name, target=target,
+                  event_id=event.id, idempotency_key=request.idempotency_key,
+                  status=outcome.status.value)
+        return self._timed(outcome, started)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _lineage_of(self, event: Event) -> dict[str, Any] | None:
+        version = event.version or event.data.get("version")
+        if version is None:
+            return None  # a registered-model event: no version, no lineage
+        assert self._context.mlflow_call is not None
+        call = self._context.mlflow_call
+
+        async def fetch() -> dict[str, Any]:
+            async with asyncio.timeout(self._options.timeout_s):
+                result: dict[str, Any] = await call(fetch_lineage, event.model, str(version))
+                return result
+
+        lineage = dict(await self._lineage.get((event.model, str(version)), fetch))
+        if isinstance(event.data.get("tags"), dict):  # current at the event, fresher than cache
+            lineage["tags"] = dict(event.data["tags"])
+        return lineage
+
+    async def _publish(self, request: DeployRequest) -> Outcome:
+        o = self._options
+        assert self._context.kafka_send is not None
+        headers = [("content-type", b"application/json"), ("schema", SCHEMA_ID.encode()),
+                   ("idempotency_key", request.idempotency_key.encode())]
+        try:
+            async with asyncio.timeout(o.timeout_s):
+                await self._context.kafka_send(o.topic, request.model.encode(),
+                                               encode(record(request)), headers)
+        except TimeoutError:
+            return Outcome.retry(f"publishing to {o.topic} took longer than {o.timeout_s} s")
+        except Exception as exc:
+            return Outcome.retry(f"publishing to {o.topic} failed: {exc!r}")
+        return Outcome.delivered(f"published to {o.topic}")
+
+    async def _http(self, request: DeployRequest) -> Outcome:
+        o = self._options
+        assert o.url is not None
+        body = record(request) if o.body is None else render(o.body, request.values())
+        headers = {"Content-Type": "application/json",
+                   **{k: v.get_secret_value() for k, v in o.headers.items()},
+                   "Idempotency-Key": request.idempotency_key}
+        return await self._send(o.method, o.url, encode(body), headers, http_outcome)
+
+    async def _github(self, request: DeployRequest) -> Outcome:
+        o = self._options
+        assert o.repo is not None and o.token is not None
+        base = f"{o.api_base_url}/repos/{o.repo}"
+        if o.target == "github_dispatch":
+            assert o.event_type is not None
+            url, payload = f"{base}/dispatches", dispatch_payload(o.event_type, request)
+        else:
+            assert o.workflow is not None and o.ref is not None
+            url = f"{base}/actions/workflows/{quote(o.workflow, safe='')}/dispatches"
+            payload = workflow_payload(o.ref, o.workflow_inputs(), request)
+        headers = {**_GITHUB_HEADERS, "Content-Type": "application/json",
+                   "Authorization": f"Bearer {o.token.get_secret_value()}"}
+        return await self._send("POST", url, encode(payload), headers, github_outcome)
+
+    async def _send(self, method: str, url: str, body: bytes, headers: dict[str, str],
+                    classify: Callable[..., Outcome]) -> Outcome:
+        assert self._context.http_session is not None
+        session: aiohttp.ClientSession = self._context.http_session()
+        timeout = aiohttp.ClientTimeout(total=self._options.timeout_s)
+        try:
+            async with session.request(method, url, data=body, headers=headers,
+                                       timeout=timeout) as resp:
+                answer = await resp.content.read(_MAX_ANSWER_BYTES)
+                outcome = classify(resp.status, resp.headers,
+                                   answer.decode("utf-8", "replace"), now=time.time())
+        except TimeoutError:
+            return Outcome.retry(f"no answer within {self._options.timeout_s} s")
+        except aiohttp.ClientError as exc:
+            refusal = find_refusal(exc)
+            if refusal is not None:
+                return Outcome.failed(str(refusal))
+            return Outcome.retry(f"request failed: {self._redact(repr(exc))}")
+        return replace(outcome, detail=self._redact(outcome.detail))
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    @staticmethod
+    def _timed(outcome: Outcome, started: float) -> Outcome:
+        return replace(outcome, latency_s=time.monotonic() - started)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"DeployHandler({self.name!r}, target={self._options.target!r})"
+
+
+__all__ = ["DeployHandler", "DeployOptions", "LineageCache", "expand_env", "fetch_lineage"]
