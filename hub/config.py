@@ -274,7 +274,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level, got a "
-                          f"{type(data).__name__}", field="--config")
+                          f"{type(data).__name__}", field="--config",
+                          hint="start from config/hub.example.yaml (keys such as mlflow:, "
+                               "kafka:, subscriptions:)")
     return data
 
 
@@ -282,20 +284,38 @@ _HINTS = {
     "extra_forbidden": "unknown key; check the spelling against config/hub.example.yaml",
     "missing": "this key is required",
 }
-_SECRET_WORDS = ("secret", "password", "token", "authorization")
+_SECRET_WORDS = ("secret", "password", "token", "authorization", "header", "url")
+DEFAULT_HINT = "see config/hub.example.yaml"
+
+
+def describe_errors(exc: ValidationError, prefix: str = "",
+                    hints: dict[str, str] | None = None) -> tuple[list[str], str | None]:
+    """Each validation error as ``field: message\n  hint: ...``; and the first field's path.
+
+    Inputs are echoed only when they are scalars of a field whose name is not secret-like:
+    a misspelt ``sasl_pasword`` must not print the password.
+    """
+    lines = []
+    fields = []
+    for err in exc.errors():
+        field = ".".join(p for p in (prefix, *(str(x) for x in err["loc"])) if p) or "<root>"
+        fields.append(field)
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        echo = (
+            err["type"] not in ("missing", "value_error", "extra_forbidden")
+            and isinstance(value, str | int | float | bool)
+            and not any(w in field.lower() for w in _SECRET_WORDS)
+        )
+        if echo:
+            msg = f"{msg} (got {value!r})"
+        hint = (hints or {}).get(err["type"]) or _HINTS.get(err["type"], DEFAULT_HINT)
+        lines.append(f"{field}: {msg}\n  hint: {hint}")
+    return lines, (fields[0] if fields else None)
 
 
 def _to_config_error(exc: ValidationError, path: Path | None) -> ConfigError:
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] not in ("missing", "value_error") and "input" in err:
-            shown = "***" if any(w in field.lower() for w in _SECRET_WORDS) else err["input"]
-            msg = f"{msg} (got {shown!r})"
-        hint = _HINTS.get(err["type"], "see config/hub.example.yaml")
-        lines.append(f"{field}: {msg}\n  hint: {hint}")
-    first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
+    lines, first = describe_errors(exc)
     origin = f" ({path})" if path else ""
     error = ConfigError(f"invalid configuration{origin}:\n" + "\n".join(lines))
     error.field = first

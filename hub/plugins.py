@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub.config import SubscriptionConfig
+from hub.config import SubscriptionConfig, describe_errors
 from hub.errors import ConfigError, PluginError
 from hub.events import Event
 from hub.outcome import Outcome
@@ -91,15 +91,14 @@ def validate_options(sub: SubscriptionConfig, index: int) -> tuple[HandlerPlugin
     try:
         options = plugin.Options.model_validate(sub.options)
     except ValidationError as exc:
-        lines = [
-            f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        first = f"{where}.{'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+        known = ", ".join(sorted(plugin.Options.model_fields)) or "none"
+        lines, first = describe_errors(exc, where, hints={
+            "extra_forbidden": f"unknown option for handler {sub.handler!r}; "
+                               f"its options are: {known}",
+        })
         error = ConfigError(
-            f"subscription {sub.name!r} (handler {sub.handler!r}) has invalid options:\n  "
-            + "\n  ".join(lines)
-        )
+            f"subscription {sub.name!r} (handler {sub.handler!r}) has invalid options:\n"
+            + "\n".join(lines))
         error.field = first
         raise error from None
     return plugin, options
