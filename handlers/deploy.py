@@ -294,6 +294,11 @@ class DeployHandler:
         self._secrets = [s.get_secret_value() for s in
                          [*options.headers.values(), *([options.token] if options.token else [])]]
 
+    @property
+    def topics(self) -> list[str]:
+        """Kafka topics this handler writes; the worker creates them at start-up."""
+        return [self._options.topic] if self._options.target == "kafka" else []
+
     async def deliver(self, event: Event) -> Outcome:
         started = time.monotonic()
         lineage: dict[str, Any] | None = None

@@ -87,6 +87,7 @@ class DeliveryWorker:
             self._context = context
             enabled = [s for s in self.subscriptions.values() if s.enabled]
             self.handlers.update(build_handlers(enabled, context))
+            await self._ensure_handler_topics(self.handlers.values())
             self._stack.push_async_callback(self._close_handlers)
             self.dispatcher = Dispatcher(handlers=self.handlers, producer=self._producer,
                                          topics=topics_of(self._config),
@@ -150,7 +151,9 @@ class DeliveryWorker:
         self.subscriptions[sub.name] = sub
         if not sub.enabled:
             return
-        self.handlers.update(build_handlers([sub], self._context))
+        handlers = build_handlers([sub], self._context)
+        await self._ensure_handler_topics(handlers.values())
+        self.handlers.update(handlers)
         lane = self.lanes[sub.name] = self._lane(sub.name)
         if self._running:
             self._tasks[sub.name] = asyncio.create_task(lane.run())
@@ -189,6 +192,13 @@ class DeliveryWorker:
             return
         self._closed = True
         await self._stack.aclose()
+
+    async def _ensure_handler_topics(self, handlers: Any) -> None:
+        """Handlers may list Kafka topics they write (``topics``); create the missing ones."""
+        wanted = {t for h in handlers for t in getattr(h, "topics", ())}
+        if wanted:
+            await ensure_topics(self._config.kafka, self._bootstrap,
+                                [(t, self._config.kafka.partitions, {}) for t in sorted(wanted)])
 
     async def _close_handlers(self) -> None:
         for name, handler in self.handlers.items():
