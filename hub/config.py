@@ -16,10 +16,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.errors import ConfigError
+from hub.event_aliases import expand, is_alias, resolve
 from hub.events import EVENT_TYPES
 
 CONFIG_ENV = "HUB_CONFIG"
@@ -28,7 +38,7 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 def _default_tracking_uri() -> str:
@@ -40,6 +50,7 @@ class MlflowConfig(Section):
     """Registry to watch: a tracking server URL or a database URI. Default: MLFLOW_TRACKING_URI,
     else ``sqlite:///mlflow.db``."""
     page_size: int = Field(200, ge=1, le=1000)
+    """Registered models per page of the full scan (versions: ten times as many)."""
     scan_timeout_s: float = Field(120, gt=0)
     """A full scan taking longer than this counts as failed: nothing is emitted from it."""
     request_retries: int = Field(2, ge=0, le=10)
@@ -50,30 +61,46 @@ class MlflowConfig(Section):
 
 class DetectorConfig(Section):
     poll_interval_s: float = Field(5, gt=0)
+    """Seconds between full scans. MLflow's pushed webhooks (``/ingest/mlflow``) add low
+    latency on top; the poll still catches everything MLflow never pushes."""
     emit_existing: bool = False
     """First start only: emit every existing model and version as ``*.created``."""
     state_topic: str | None = None
     """Compacted topic keeping the detector's checkpoint. Default ``<kafka.topic>.state``."""
     backoff_initial_s: float = Field(1, gt=0)
+    """First wait after a failed scan or publish; doubles on each failure..."""
     backoff_max_s: float = Field(60, gt=0)
+    """...up to this."""
 
 
 class KafkaConfig(Section):
     bootstrap_servers: str = "embedded"
     """``embedded`` (in-memory Tansu child process, local use only) or ``host:port,...``."""
     topic: str = DEFAULT_TOPIC
+    """The events topic (CloudEvents, key = model name). Derived topics add a suffix:
+    ``.state``, ``.retry``, ``.dlq``, ``.deliveries``, ``.subscriptions``."""
     partitions: int = Field(6, ge=1)
+    """Partitions of the topics the hub creates (events, retry, deliveries)."""
     replication_factor: int = Field(1, ge=1)
+    """Replication of the topics the hub creates (use 3 on a production cluster)."""
     enable_idempotence: bool = False
+    """Idempotent producer; off by default because the embedded broker lacks it."""
     client_id: str = "registry-hub"
+    """Kafka client id of every producer and consumer."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How to talk to the brokers."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism when ``security_protocol`` is ``SASL_*``."""
     sasl_username: str | None = None
+    """SASL user."""
     sasl_password: SecretStr | None = None
+    """SASL password (prefer ``HUB_KAFKA__SASL_PASSWORD``)."""
     ssl_cafile: str | None = None
+    """CA bundle for ``SSL`` / ``SASL_SSL``."""
     session_timeout_ms: int = Field(10_000, ge=1000)
     """Consumer-group session timeout: how fast a dead worker's partitions move on."""
     heartbeat_interval_ms: int = Field(3_000, ge=100)
+    """Consumer heartbeat interval (about a third of the session timeout)."""
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -114,13 +141,17 @@ class DeliveryConfig(Section):
     max_in_flight: int = Field(64, ge=1, le=10_000)
     """Concurrent deliveries per subscription (different models; one model stays in order)."""
     max_batch: int = Field(500, ge=1)
+    """Records fetched per batch; offsets are committed per batch."""
     max_pending_retries: int = Field(10_000, ge=1)
     """Retries held in memory waiting for their time; past it the retry topic is paused."""
     grace_period_s: float = Field(10, ge=0)
     """On shutdown, how long in-flight deliveries may finish before the worker stops."""
-    retry_topic: str | None = None  # default <kafka.topic>.retry
-    dead_letter_topic: str | None = None  # default <kafka.topic>.dlq
-    deliveries_topic: str | None = None  # default <kafka.topic>.deliveries
+    retry_topic: str | None = None
+    """Durable retry schedule (default ``<kafka.topic>.retry``)."""
+    dead_letter_topic: str | None = None
+    """Final failures, for inspection and replay (default ``<kafka.topic>.dlq``)."""
+    deliveries_topic: str | None = None
+    """One record per delivery attempt (default ``<kafka.topic>.deliveries``)."""
 
     @field_validator("retry_schedule_s")
     @classmethod
@@ -142,7 +173,9 @@ class DeliveryConfig(Section):
 
 class AdminConfig(Section):
     enabled: bool = True
+    """Serve the admin API, metrics, health checks and the MLflow ingest endpoint."""
     host: str = "127.0.0.1"
+    """Listen address (``0.0.0.0`` in a container)."""
     port: int = Field(8080, ge=0, le=65535)
     """The admin API, /metrics, health checks and /ingest/mlflow share this port."""
     token: SecretStr | None = None
@@ -156,6 +189,7 @@ class IngestConfig(Section):
     tolerance_s: float = Field(300, gt=0)
     """Webhook timestamps further than this from now are refused (replay protection)."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger pushed bodies are refused with 413."""
 
 
 class SubscriptionConfig(BaseModel):
@@ -175,11 +209,28 @@ class SubscriptionConfig(BaseModel):
     @classmethod
     def _known_events(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(t, pattern) for t in EVENT_TYPES):
+            if is_alias(pattern):  # the seed's upper-case names, see hub.event_aliases
+                resolve(pattern)
+            elif not any(fnmatch.fnmatchcase(t, pattern) for t in EVENT_TYPES):
                 raise ValueError(
                     f"{pattern!r} matches no event type; known types: {', '.join(EVENT_TYPES)}"
                 )
+        expand(patterns, {})  # aliases that one subscription cannot combine
         return patterns
+
+    @field_validator("when")
+    @classmethod
+    def _alias_conditions(cls, when: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        events = info.data.get("events")
+        if events is not None:
+            expand(events, when)  # e.g. when.to_stage contradicting ..._TO_PRODUCTION
+        return when
+
+    @model_validator(mode="after")
+    def _expand_aliases(self) -> SubscriptionConfig:
+        """Aliases become catalog types plus ``when`` conditions: routing sees globs only."""
+        self.events, self.when = expand(self.events, self.when)
+        return self
 
     @property
     def options(self) -> dict[str, Any]:
@@ -192,7 +243,8 @@ def _default_subscriptions() -> list[SubscriptionConfig]:
 
 class HubConfig(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+        env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", case_sensitive=False,
+        use_attribute_docstrings=True,
     )
 
     mlflow: MlflowConfig = Field(default_factory=lambda: MlflowConfig())
@@ -203,7 +255,9 @@ class HubConfig(BaseSettings):
     ingest: IngestConfig = Field(default_factory=lambda: IngestConfig())
     subscriptions: list[SubscriptionConfig] = Field(default_factory=_default_subscriptions)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the hub's structured logs (on standard error)."""
     log_format: Literal["console", "json"] = "console"
+    """``console`` for people, ``json`` for log pipelines."""
 
     @field_validator("subscriptions")
     @classmethod
