@@ -1,0 +1,38 @@
+"""Registry Hub: MLflow Model Registry changes as CloudEvents on Kafka, delivered to
+webhooks, Slack and deploy pipelines.
+
+The names below are the public surface for users and plugin authors.
+"""
+
+from hub.config import HubConfig, SubscriptionConfig, load_config
+from hub.diff import apply, diff
+from hub.errors import BusError, ConfigError, HubError, PluginError, SourceError
+from hub.events import EVENT_TYPES, Change, Event, EventType
+from hub.outcome import Outcome, Status
+from hub.plugins import Handler, HandlerContext, HandlerOptions
+from hub.snapshot import ModelState, Snapshot, VersionState
+
+__all__ = [
+    "EVENT_TYPES",
+    "BusError",
+    "Change",
+    "ConfigError",
+    "Event",
+    "EventType",
+    "Handler",
+    "HandlerContext",
+    "HandlerOptions",
+    "HubConfig",
+    "HubError",
+    "ModelState",
+    "Outcome",
+    "PluginError",
+    "Snapshot",
+    "SourceError",
+    "Status",
+    "SubscriptionConfig",
+    "VersionState",
+    "apply",
+    "diff",
+    "load_config",
+]

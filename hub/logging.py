@@ -4,6 +4,7 @@ data goes in fields, and a processor redacts anything that looks like a secret."
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -48,5 +49,7 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     # Third-party libraries log through the standard library; keep them quiet but visible.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    # MLflow re-configures its logger when imported; this is how it lets us keep it quiet.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if level == "DEBUG" else "WARNING")
     for noisy in ("aiokafka", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
