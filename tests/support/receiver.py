@@ -28,9 +28,9 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Paths: ``/ok``; ``/fail/<name>`` answers 500 while ``failures[name] > 0``; ``/hang``
-    never answers; ``/status/<code>`` answers that code; ``/down/<name>`` answers 503 while
-    ``name`` is in ``down``."""
+    """Paths: ``/ok``; ``/slow/<ms>`` answers 200 after that delay; ``/fail/<name>``
+    answers 500 while ``failures[name] > 0``; ``/hang`` never answers; ``/status/<code>``
+    answers that code; ``/down/<name>`` answers 503 while ``name`` is in ``down``."""
 
     url: str = ""
     hits: list[Hit] = field(default_factory=list)
@@ -51,6 +51,8 @@ class Receiver:
         status = 200
         if parts[0] == "hang":
             await asyncio.Event().wait()
+        elif parts[0] == "slow":
+            await asyncio.sleep(int(parts[1]) / 1000)  # a slow endpoint, not a test wait
         elif parts[0] == "fail" and self.failures.get(parts[1], 0) > 0:
             self.failures[parts[1]] -= 1
             status = 500
