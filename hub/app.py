@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from hub.admin import AdminServer
 from hub.bus import Publisher
 from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
@@ -16,6 +17,7 @@ from hub.detector import Detector
 from hub.embedded import EmbeddedBroker
 from hub.metrics import Metrics
 from hub.source import RegistrySource, redact_uri
+from hub.substore import SubscriptionStore
 from hub.worker import DeliveryWorker, ensure_hub_topics
 
 log = structlog.get_logger(__name__)
@@ -36,6 +38,8 @@ class Hub:
         self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
         self.detector: Detector | None = None
         self.worker: DeliveryWorker | None = None
+        self.store: SubscriptionStore | None = None
+        self.admin: AdminServer | None = None
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
 
@@ -65,7 +69,14 @@ class Hub:
         if self.roles.deliver:
             self.worker = await self._stack.enter_async_context(
                 DeliveryWorker(cfg, self.bootstrap_servers, metrics=self.metrics))
+        # Runtime subscriptions: loading them starts their lanes, so the worker comes first.
+        self.store = await self._stack.enter_async_context(
+            SubscriptionStore(cfg, self.bootstrap_servers, worker=self.worker))
+        if cfg.admin.enabled:  # last in, first out: it serves everything above
+            self.admin = await self._stack.enter_async_context(
+                AdminServer(self, store=self.store))
         log.info("hub.started", registry=redact_uri(cfg.mlflow.tracking_uri),
+                 admin=self.admin.url if self.admin else None,
                  kafka=self.bootstrap_servers, topic=cfg.kafka.topic,
                  detect=self.roles.detect, deliver=self.roles.deliver,
                  subscriptions=sorted(self.worker.lanes) if self.worker else [])
@@ -83,9 +94,13 @@ class Hub:
                 group.create_task(self.detector.run())
             if self.worker is not None:
                 group.create_task(self.worker.run())
+            if self.store is not None:
+                group.create_task(self.store.watch())
             await self._stopping.wait()
             if self.detector is not None:
                 self.detector.stop()
+            if self.store is not None:
+                self.store.stop()
             if self.worker is not None:
                 self.worker.stop()
 

@@ -106,6 +106,15 @@ class DeliveryWorker:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def context(self) -> HandlerContext:
+        """What handlers of this worker are built with (the admin API's test call uses it)."""
+        return self._context
+
     def _lane(self, name: str) -> SubscriptionLane:
         assert self.dispatcher is not None
         return SubscriptionLane(

@@ -161,7 +161,8 @@ CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d [a-z_]+\.[a-z_]+ +\S+")
 def test_run_with_no_config_watches_local_sqlite_and_prints_each_change(
     tmp_path: Path, start_hub: Callable[..., HubProcess]
 ) -> None:
-    hub = start_hub(["run"], tmp_path, clean_env(HUB_DETECTOR__POLL_INTERVAL_S="0.3"))
+    hub = start_hub(["run"], tmp_path,
+                    clean_env(HUB_DETECTOR__POLL_INTERVAL_S="0.3", HUB_ADMIN__PORT="0"))
 
     started = hub.log_line("embedded_broker.started", STARTUP_TIMEOUT_S)
     broker_pid = int(field(started, "pid"))
@@ -240,7 +241,7 @@ def test_detect_publishes_cloudevents_to_an_external_broker(
         HUB_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
         HUB_KAFKA__TOPIC=topic_name,
         HUB_MLFLOW__TRACKING_URI=mlflow_server.url,
-        HUB_DETECTOR__POLL_INTERVAL_S="0.3",
+        HUB_DETECTOR__POLL_INTERVAL_S="0.3", HUB_ADMIN__PORT="0",
     )
     hub = start_hub(["detect"], tmp_path, env)
     hub.log_line("detector.baseline", STARTUP_TIMEOUT_S)

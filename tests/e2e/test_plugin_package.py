@@ -42,6 +42,12 @@ def hub_env(plugin_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def start_deliver(config_file: Path, plugin_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "hub", "deliver", "-c", str(config_file)],
+                            env=hub_env(plugin_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -105,9 +111,7 @@ async def test_plugin_runs_end_to_end_through_the_broker(
     async with Publisher(config.kafka, kafka_bootstrap, topic_name) as publisher:
         await publisher.publish(events)
 
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "deliver", "-c", str(config_file)],
-                            env=hub_env(plugin_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_deliver(config_file, plugin_path)
     try:
         deadline = asyncio.get_running_loop().time() + 60
         lines: list[dict[str, object]] = []

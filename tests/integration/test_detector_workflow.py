@@ -29,6 +29,7 @@ def hub_config(server_url: str, bootstrap: str, topic: str, **detector: Any) -> 
         detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5,
                   **detector},
         subscriptions=[],
+        admin={"enabled": False},
     )
 
 

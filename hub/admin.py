@@ -1,0 +1,469 @@
+"""The admin HTTP API: health, metrics, subscriptions, deliveries, dead letters.
+
+One aiohttp server on ``admin.host:admin.port`` (``/ingest/mlflow`` shares it). A bearer
+token (``admin.token``) guards ``/api/*``; ``/healthz``, ``/readyz``, ``/metrics`` and the
+signed ``/ingest`` stay open. Every answer is JSON (``{"error": ..., "field": ...}`` on
+failure): 400 malformed request (bad JSON, not an object, bad query parameter), 401 missing
+or wrong token, 404 unknown subscription, 409 read-only (config-file) subscription or name
+taken, 422 a well-formed subscription that fails validation, 503 Kafka unavailable (and
+``/readyz`` when a check fails). Bad input never yields a 5xx.
+
+Secrets never leave: subscription options are shown with every secret (``SecretStr``
+fields, ``secret``/``token``/``password``/``authorization`` keys, header values) as
+``"***"``; sending ``"***"`` back in a PUT/PATCH keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub.admin_bodies import (
+    ApiError,
+    description_of,
+    merge_patch,
+    parse_object,
+    sample_event,
+    unmask,
+    validate_subscription,
+    view,
+)
+from hub.bus import connection_options
+from hub.config import KafkaConfig, SubscriptionConfig
+from hub.errors import BusError, ConfigError, PluginError
+from hub.ingest import add_ingest_routes
+from hub.jobs import Attempt
+from hub.outcome import Outcome, Status
+from hub.plugins import build_handlers
+from hub.replay import dead_letters, replay_dead_letters
+from hub.source import redact_uri
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+    from hub.substore import SubscriptionStore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}", "limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}", "limit")
+    return limit
+
+
+class _ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subscription: str | None = None
+    event_id: str | None = None
+
+
+async def recent_records(config: KafkaConfig, bootstrap: str, topic: str, per_partition: int,
+                         *, timeout_s: float = 10) -> list[Any]:
+    """At most the last ``per_partition`` records of each partition (no group, no commit)."""
+    consumer = AIOKafkaConsumer(**connection_options(config, bootstrap),
+                                enable_auto_commit=False)
+    records: list[Any] = []
+    try:
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return records
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=per_partition)
+            for msgs in batch.values():
+                records.extend(msgs)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        # Tansu reports the end of a multi-record batch short: one more short fetch
+        for msgs in (await consumer.getmany(*tps, timeout_ms=100)).values():
+            records.extend(msgs)
+    except KafkaError as exc:
+        raise BusError(f"cannot read topic {topic}: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    newest: dict[int, list[Any]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        newest.setdefault(record.partition, []).append(record)
+    return [r for rs in newest.values() for r in rs[-per_partition:]]
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+class AdminServer:
+    """``async with AdminServer(hub, store=store) as admin: admin.url``."""
+
+    def __init__(self, hub: Hub, *, store: SubscriptionStore | None = None,
+                 stale_after_s: float | None = None, broker_check_ttl_s: float = 2.0) -> None:
+        self.hub = hub
+        self.store = store
+        cfg = hub.config
+        self._stale_after_s = stale_after_s if stale_after_s is not None \
+            else max(3 * cfg.detector.poll_interval_s, 60.0)
+        self._broker_ttl_s = broker_check_ttl_s
+        self._broker_checked: tuple[float, dict[str, Any]] | None = None
+        self._broker_lock = asyncio.Lock()
+        self._reads = asyncio.Semaphore(4)  # bounds concurrent topic scans
+        token = cfg.admin.token.get_secret_value() if cfg.admin.token else None
+        self._token = token.encode() if token else None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._closed = False
+
+    async def __aenter__(self) -> AdminServer:
+        app = self.build_app()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        cfg = self.hub.config.admin
+        site = web.TCPSite(self._runner, cfg.host, cfg.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.aclose()
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
+                              field="admin.port") from None
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        self.url = f"http://{host}:{port}"
+        log.info("admin.started", url=self.url, auth=self._token is not None)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._auth])
+        r = app.router
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/readyz", self._readyz)
+        r.add_get("/metrics", self._metrics)
+        r.add_get("/api/subscriptions", self._list)
+        r.add_post("/api/subscriptions", self._create)
+        r.add_get("/api/subscriptions/{name}", self._get)
+        r.add_put("/api/subscriptions/{name}", self._replace)
+        r.add_patch("/api/subscriptions/{name}", self._patch)
+        r.add_delete("/api/subscriptions/{name}", self._delete)
+        r.add_post("/api/subscriptions/{name}/test", self._test)
+        r.add_get("/api/deliveries", self._deliveries)
+        r.add_get("/api/dead-letters", self._dead_letters)
+        r.add_post("/api/dead-letters/replay", self._replay)
+        add_ingest_routes(app, self.hub)  # POST /ingest/mlflow: open, checked by signature
+        return app
+
+    # --- middleware -------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.message, exc.field)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+            return _error(exc.status, exc.reason, headers=headers)
+        except BusError as exc:
+            log.warning("admin.bus_unavailable", path=request.path, error=str(exc))
+            return _error(503, "Kafka is unavailable; try again")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("admin.request_failed", method=request.method, path=request.path)
+            return _error(500, "internal error; see the hub's log")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._token is not None and _under_api(request):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode(), self._token):
+                return _error(401, "missing or wrong bearer token",
+                              headers={"WWW-Authenticate": 'Bearer realm="registry-hub"'})
+        return await handler(request)
+
+    # --- health and metrics -----------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = {"broker": await self._broker_check(), "detector": self._detector_check(),
+                  "worker": self._worker_check()}
+        failed = [name for name, check in checks.items() if not check["ok"]]
+        return web.json_response(
+            {"status": "not_ready" if failed else "ready", "failed": failed, "checks": checks},
+            status=503 if failed else 200)
+
+    async def _broker_check(self) -> dict[str, Any]:
+        async with self._broker_lock:
+            now = time.monotonic()
+            if self._broker_checked and now - self._broker_checked[0] < self._broker_ttl_s:
+                return self._broker_checked[1]
+            client = AIOKafkaClient(
+                **connection_options(self.hub.config.kafka, self.hub.bootstrap_servers),
+                request_timeout_ms=3000)
+            try:
+                await asyncio.wait_for(client.bootstrap(), 5)
+                result = {"ok": True, "detail": f"{len(client.cluster.brokers())} broker(s)"}
+            except (KafkaError, OSError, TimeoutError) as exc:
+                result = {"ok": False, "detail": f"metadata request failed: {type(exc).__name__}"}
+            finally:
+                await client.close()
+            self._broker_checked = (time.monotonic(), result)
+            return result
+
+    def _detector_check(self) -> dict[str, Any]:
+        detector = self.hub.detector
+        if detector is None:
+            return {"ok": True, "detail": "no detector in this process"}
+        last = detector.last_success_monotonic
+        failures = detector.consecutive_failures
+        if last is None:
+            return {"ok": False, "detail": "no successful scan yet",
+                    "consecutive_failures": failures}
+        age = time.monotonic() - last
+        return {"ok": age <= self._stale_after_s, "last_success_s_ago": round(age, 1),
+                "consecutive_failures": failures, "stale_after_s": self._stale_after_s}
+
+    def _worker_check(self) -> dict[str, Any]:
+        worker = self.hub.worker
+        if worker is None:
+            return {"ok": True, "detail": "no delivery worker in this process"}
+        missing = sorted(n for n, s in worker.subscriptions.items()
+                         if s.enabled and n not in worker.lanes)
+        running = worker.running
+        detail = "lanes running" if running else "worker not running"
+        if missing:
+            detail = f"no lane for {', '.join(missing)} (handler could not be built)"
+        return {"ok": running and not missing, "detail": detail, "lanes": len(worker.lanes)}
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.hub.metrics.render(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- subscriptions ----------------------------------------------------------------
+
+    def _config_subs(self) -> dict[str, SubscriptionConfig]:
+        return {s.name: s for s in self.hub.config.subscriptions}
+
+    def _find(self, name: str) -> tuple[SubscriptionConfig, str]:
+        if name in (config := self._config_subs()):
+            return config[name], "config"
+        if self.store is not None and name in self.store.subscriptions:
+            return self.store.subscriptions[name], "runtime"
+        raise ApiError(404, f"no subscription named {name!r}", "name")
+
+    def _view(self, sub: SubscriptionConfig, source: str) -> dict[str, Any]:
+        description = self.store.descriptions.get(sub.name) if self.store else None
+        return view(sub, source, description)
+
+    def _writable(self, name: str) -> SubscriptionStore:
+        if name in self._config_subs():
+            raise ApiError(409, f"subscription {name!r} comes from the configuration file and "
+                                "is read-only; change it there", "name")
+        if self.store is None:
+            raise ApiError(409, "runtime subscriptions are not enabled in this process")
+        return self.store
+
+    async def _list(self, request: web.Request) -> web.Response:
+        items = [self._view(s, "config") for s in self.hub.config.subscriptions]
+        if self.store is not None:
+            items += [self._view(s, "runtime") for _, s in sorted(self.store.subscriptions.items())]
+        return web.json_response({"subscriptions": items})
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._view(*self._find(request.match_info["name"])))
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = parse_object(await request.read())
+        description = description_of(body)
+        name = body.get("name")
+        if isinstance(name, str) and self.store is not None and (
+                name in self.store.subscriptions):
+            raise ApiError(409, f"subscription {name!r} exists; use PUT or PATCH to change it",
+                           "name")
+        sub = validate_subscription(body)
+        store = self._writable(sub.name)
+        await self._put(store, sub, description)
+        log.info("admin.subscription_created", subscription=sub.name, handler=sub.handler)
+        return web.json_response(self._view(sub, "runtime"), status=201)
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=False)
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=True)
+
+    async def _update(self, request: web.Request, *, patch: bool) -> web.Response:
+        name = request.match_info["name"]
+        body = parse_object(await request.read())
+        current, _ = self._find(name)
+        store = self._writable(name)
+        stored = current.model_dump(mode="json")
+        description = description_of(body, default=store.descriptions.get(name))
+        body = unmask(body, stored)
+        if body.setdefault("name", name) != name:
+            raise ApiError(422, "the name in the body differs from the URL; subscriptions "
+                                "cannot be renamed (create a new one)", "name")
+        sub = validate_subscription(merge_patch(stored, body) if patch else body)
+        await self._put(store, sub, description)
+        log.info("admin.subscription_updated", subscription=name, patch=patch)
+        return web.json_response(self._view(sub, "runtime"))
+
+    async def _put(self, store: SubscriptionStore, sub: SubscriptionConfig,
+                   description: str | None) -> None:
+        try:
+            await store.put(sub, description=description)
+        except (ConfigError, PluginError) as exc:
+            field = getattr(exc, "field", None)
+            raise ApiError(422, str(exc), field) from None
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self._find(name)
+        if not await self._writable(name).delete(name):
+            raise ApiError(404, f"no subscription named {name!r}", "name")
+        log.info("admin.subscription_deleted", subscription=name)
+        return web.Response(status=204)
+
+    async def _test(self, request: web.Request) -> web.Response:
+        sub, _ = self._find(request.match_info["name"])
+        worker = self.hub.worker
+        if worker is None:
+            raise ApiError(409, "this process does not deliver (no deliver role); send the "
+                                "test to a hub running `run` or `deliver`")
+        event = sample_event(sub, redact_uri(self.hub.config.mlflow.tracking_uri))
+        handler = worker.handlers.get(sub.name)
+        temporary = handler is None
+        if handler is None:  # disabled here, or its handler failed to build: build one now
+            try:
+                handler = build_handlers([sub], worker.context)[sub.name]
+            except (ConfigError, PluginError) as exc:
+                raise ApiError(409, f"the handler cannot be built: {exc}") from None
+        started = time.perf_counter()
+        try:
+            outcome = await handler.deliver(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a plugin bug is reported, not raised
+            outcome = Outcome.retry(f"handler raised {type(exc).__name__}")
+        finally:
+            if temporary:
+                await handler.aclose()
+        latency = outcome.latency_s if outcome.latency_s is not None \
+            else time.perf_counter() - started
+        log.info("admin.test_delivery", subscription=sub.name, event_id=event.id,
+                 status=outcome.status.value, http_status=outcome.http_status)
+        return web.json_response({
+            "event_id": event.id, "status": outcome.status.value,
+            "http_status": outcome.http_status, "detail": outcome.detail,
+            "latency_ms": round(latency * 1000, 2)})
+
+    # --- deliveries and dead letters --------------------------------------------------
+
+    async def _deliveries(self, request: web.Request) -> web.Response:
+        limit = _query_limit(request)
+        status = request.query.get("status")
+        if status is not None and status not in {s.value for s in Status}:
+            raise ApiError(400, f"status must be one of {', '.join(s.value for s in Status)}",
+                           "status")
+        subscription = request.query.get("subscription")
+        event_id = request.query.get("event_id")
+        cfg = self.hub.config
+        async with self._reads:
+            records = await recent_records(cfg.kafka, self.hub.bootstrap_servers,
+                                           cfg.deliveries_topic, limit)
+        found = []
+        for record in sorted(records, key=lambda r: (r.timestamp, r.offset), reverse=True):
+            try:
+                attempt = Attempt.decode(record.value)
+            except (ValueError, TypeError):
+                continue
+            if subscription not in (None, attempt.subscription) or status not in (
+                    None, attempt.status) or event_id not in (None, attempt.event_id):
+                continue
+            found.append({k: v for k, v in attempt.__dict__.items() if k != "extra"})
+        return web.json_response({"deliveries": found[:limit]})
+
+    async def _dead_letters(self, request: web.Request) -> web.Response:
+        limit = _query_limit(request)
+        async with self._reads:
+            letters = await dead_letters(self.hub.config, self.hub.bootstrap_servers,
+                                         subscription=request.query.get("subscription"),
+                                         event_id=request.query.get("event_id"))
+        return web.json_response(
+            {"dead_letters": [d.summary() for d in reversed(letters)][:limit]})
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        body = parse_object(await request.read(), empty={})
+        try:
+            ask = _ReplayRequest.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiError(422, first["msg"], ".".join(str(p) for p in first["loc"])) from None
+        async with self._reads:
+            jobs = await replay_dead_letters(self.hub.config, self.hub.bootstrap_servers,
+                                             subscription=ask.subscription,
+                                             event_id=ask.event_id)
+        log.info("admin.replay", subscription=ask.subscription, event_id=ask.event_id,
+                 enqueued=len(jobs))
+        return web.json_response({"enqueued": len(jobs), "replayed": [
+            {"subscription": j.subscription, "event_id": j.event.id} for j in jobs]},
+            status=202)
+
+
+def _under_api(request: web.Request) -> bool:
+    """By the matched route's template (immune to percent-encoding tricks); unmatched paths
+    by their decoded path, so unknown /api paths answer 401, not 404."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    return path == "/api" or path.startswith("/api/")
+
+
+def _error(status: int, message: str, field: str | None = None, *,
+           headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status, headers=headers)
+
+
+__all__ = ["AdminServer", "recent_records"]

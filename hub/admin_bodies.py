@@ -1,0 +1,159 @@
+"""The admin API's bodies, pure: parsing and validating what comes in, masking what goes out.
+
+A subscription is shown with its effective handler options and every secret as ``"***"``
+(``SecretStr`` fields, keys named like ``secret``/``token``/``password``/``authorization``,
+header values, credentials in URLs). A client that sends ``"***"`` back (PUT/PATCH of what it
+read) keeps the stored value (:func:`unmask`). PATCH is an RFC 7386 JSON merge patch.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from yarl import URL
+
+from hub.config import SubscriptionConfig
+from hub.errors import ConfigError, PluginError
+from hub.events import Event, EventType
+from hub.plugins import load_plugin, validate_options
+
+MASK = "***"
+SECRET_WORDS = ("secret", "token", "password", "authorization", "api_key", "apikey",
+                "credential", "headers", "webhook_url")
+
+
+class ApiError(Exception):
+    """Answered as ``{"error": message, "field": field}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def mask(value: Any, key: str = "") -> Any:
+    """``value`` with every secret replaced by ``"***"`` (keys named like secrets, header
+    values, pydantic's ``**********``, passwords in URLs)."""
+    secretish = any(w in key.lower() for w in SECRET_WORDS)
+    if isinstance(value, dict):
+        if secretish:  # e.g. headers: keep the names, hide the values
+            return {k: None if v is None else MASK for k, v in value.items()}
+        return {k: mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, key) for v in value]
+    if value is None or value == "":
+        return value
+    if secretish or value == "**********":
+        return MASK
+    if isinstance(value, str) and "://" in value and "@" in value:
+        url = URL(value)
+        if url.password is not None or url.user is not None:
+            return str(url.with_user(None)) + " (credentials hidden)"
+    return value
+
+
+def unmask(new: Any, old: Any) -> Any:
+    """Put stored secrets back where a client echoed ``"***"``."""
+    if new == MASK and old is not None:
+        return old
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: unmask(v, old.get(k)) for k, v in new.items()}
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        return [unmask(n, o) for n, o in zip(new, old, strict=True)]
+    return new
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, ``null`` deletes a key."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def sample_event(sub: SubscriptionConfig, source: str) -> Event:
+    """A realistic stage transition for ``POST /api/subscriptions/{name}/test``."""
+    model = next((m for m in sub.models if not any(c in m for c in "*?[")), "example-model")
+    run_id = uuid.uuid4().hex
+    return Event(
+        id=f"test-{uuid.uuid4()}", type=EventType.MODEL_VERSION_STAGE_TRANSITIONED.value,
+        model=model, version="1", time=datetime.now(UTC), source=source,
+        data={"model_name": model, "version": "1", "run_id": run_id,
+              "source": f"runs:/{run_id}/model", "from_stage": "Staging",
+              "to_stage": "Production", "tags": {}, "aliases": [], "tracking_uri": source})
+
+
+def view(sub: SubscriptionConfig, source: str, description: str | None = None) -> dict[str, Any]:
+    """A subscription as the API shows it: its keys, effective options, secrets masked."""
+    options: Any = sub.options
+    try:
+        options = load_plugin(sub.handler).Options.model_validate(options).model_dump(
+            mode="json")
+    except (PluginError, ValidationError):
+        pass  # shown as given, masked by key name
+    core = sub.model_dump(mode="json", include={"name", "handler", "events", "models", "when",
+                                                "enabled"})
+    shown = {**mask(options), **core, "source": source}
+    if description is not None:
+        shown["description"] = description
+    return shown
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_object(raw: bytes, *, empty: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, or an ``ApiError(400)``."""
+    if not raw.strip():
+        if empty is not None:
+            return empty
+        raise ApiError(400, "the request body must be a JSON object")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def validate_subscription(body: dict[str, Any]) -> SubscriptionConfig:
+    """Validated exactly like the config file: the subscription, then its handler options."""
+    try:
+        sub = SubscriptionConfig.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: "
+                 f"{e['msg'].removeprefix('Value error, ')}" for e in errors]
+        field = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
+        raise ApiError(422, "; ".join(lines), field or None) from None
+    try:
+        validate_options(sub, 0)
+    except ConfigError as exc:
+        raise ApiError(422, str(exc).replace("subscriptions.0.", ""),
+                       (exc.field or "").removeprefix("subscriptions.0.") or None) from None
+    return sub
+
+
+def description_of(body: dict[str, Any], default: str | None = None) -> str | None:
+    """Pop the metadata keys a client may send beside the subscription's own keys."""
+    body.pop("source", None)  # echoed by GET; not part of the subscription
+    if "description" not in body:
+        return default
+    description = body.pop("description")
+    if description is not None and not isinstance(description, str):
+        raise ApiError(422, "description must be a string", "description")
+    return description
+
+
+__all__ = ["MASK", "ApiError", "description_of", "mask", "merge_patch", "parse_object",
+           "sample_event", "unmask", "validate_subscription", "view"]

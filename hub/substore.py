@@ -1,0 +1,255 @@
+"""Subscriptions created at runtime, kept in a compacted Kafka topic.
+
+The topic ``<kafka.topic>.subscriptions`` (one partition, ``cleanup.policy=compact``) holds
+one record per runtime subscription: key = its name, value = the subscription as JSON
+(handler options included), a tombstone once deleted. Every hub process reads it to the end
+at start (:meth:`SubscriptionStore.load`) and then follows it (:meth:`SubscriptionStore.watch`),
+applying each change to its local :class:`~hub.worker.DeliveryWorker`, so all workers and a
+restarted hub deliver to the same set.
+
+**The topic holds handler secrets** (webhook secrets, tokens, header values) as given to
+the API: protect it like the configuration file (Kafka ACLs, encryption at rest), or pass
+``${ENV_NAME}`` references where the handler resolves them (webhook ``headers``).
+
+Config-file subscriptions win: a runtime record named like one of them is ignored (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from hub.bus import connection_options, ensure_topics, new_producer
+from hub.config import HubConfig, SubscriptionConfig
+from hub.errors import BusError, ConfigError, PluginError
+from hub.worker import DeliveryWorker
+
+log = structlog.get_logger(__name__)
+
+FORMAT = 1
+
+
+def store_topic(config: HubConfig) -> str:
+    return f"{config.kafka.topic}.subscriptions"
+
+
+def encode(sub: SubscriptionConfig, *, description: str | None, now: datetime) -> bytes:
+    return json.dumps({"format": FORMAT, "subscription": sub.model_dump(mode="json"),
+                       "description": description, "updated_at": now.isoformat()},
+                      separators=(",", ":")).encode()
+
+
+def decode(value: bytes) -> tuple[SubscriptionConfig, str | None]:
+    raw = json.loads(value)
+    return SubscriptionConfig.model_validate(raw["subscription"]), raw.get("description")
+
+
+class SubscriptionStore:
+    """``async with SubscriptionStore(config, bootstrap, worker=worker) as store`` loads the
+    runtime subscriptions (and adds them to ``worker``); run :meth:`watch` beside the worker
+    to follow changes made by other processes."""
+
+    def __init__(self, config: HubConfig, bootstrap_servers: str, *,
+                 worker: DeliveryWorker | None = None) -> None:
+        self._config = config
+        self._bootstrap = bootstrap_servers
+        self._worker = worker
+        self.topic = store_topic(config)
+        self.reserved = frozenset(s.name for s in config.subscriptions)
+        self.subscriptions: dict[str, SubscriptionConfig] = {}
+        self.descriptions: dict[str, str | None] = {}
+        self._applied: dict[str, int] = {}  # name → offset of the record in effect
+        self._lock = asyncio.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tp = TopicPartition(self.topic, 0)
+        self._stopping = asyncio.Event()
+        self._closed = False
+
+    async def __aenter__(self) -> SubscriptionStore:
+        try:
+            await ensure_topics(self._config.kafka, self._bootstrap,
+                                [(self.topic, 1, {"cleanup.policy": "compact"})])
+            self._producer = new_producer(self._config.kafka, self._bootstrap)
+            self._consumer = AIOKafkaConsumer(
+                **connection_options(self._config.kafka, self._bootstrap),
+                enable_auto_commit=False, auto_offset_reset="earliest")
+            try:
+                await self._producer.start()
+                await self._consumer.start()
+            except KafkaError as exc:
+                raise BusError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") \
+                    from exc
+            self._consumer.assign([self._tp])
+            await self.load()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def load(self) -> dict[str, SubscriptionConfig]:
+        """Read the topic from the beginning up to its current end and apply every record."""
+        consumer = self._require(self._consumer)
+        try:
+            await consumer.seek_to_beginning(self._tp)
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            while await consumer.position(self._tp) < end:
+                batch = await consumer.getmany(self._tp, timeout_ms=1000)
+                await self._apply_all(batch.get(self._tp, []))
+        except KafkaError as exc:
+            raise BusError(f"cannot read {self.topic}: {exc!r}") from exc
+        log.info("substore.loaded", topic=self.topic, subscriptions=sorted(self.subscriptions))
+        return dict(self.subscriptions)
+
+    async def watch(self) -> None:
+        """Follow the topic until :meth:`stop`: changes made through any hub's admin API."""
+        consumer = self._require(self._consumer)
+        while not self._stopping.is_set():
+            try:
+                batch = await consumer.getmany(self._tp, timeout_ms=500, max_records=500)
+            except KafkaError as exc:  # aiokafka reconnects by itself; say so and go on
+                log.warning("substore.read_failed", topic=self.topic, error=repr(exc),
+                            retry_in_s=1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1)
+                continue
+            await self._apply_all(batch.get(self._tp, []))
+
+    async def put(self, sub: SubscriptionConfig, *, description: str | None = None) -> None:
+        """Create or replace a runtime subscription: start it here, then persist it.
+
+        Raises ``ConfigError`` for a config-file name or a handler that cannot be built
+        (nothing is persisted then), ``BusError`` if Kafka did not acknowledge (the local
+        change is rolled back).
+        """
+        if sub.name in self.reserved:
+            raise ConfigError(f"subscription {sub.name!r} is defined in the configuration "
+                              "file and is read-only", field="name")
+        async with self._lock:
+            previous = self.subscriptions.get(sub.name)
+            changed = previous is None or previous.model_dump() != sub.model_dump()
+            try:
+                if changed:  # a new description alone does not restart the lane
+                    await self._start(sub)
+            except (ConfigError, PluginError):
+                await self._rollback(sub.name, previous)
+                raise
+            try:
+                offset = await self._send(sub.name.encode(), encode(
+                    sub, description=description, now=datetime.now(UTC)))
+            except BusError:
+                if changed:
+                    await self._rollback(sub.name, previous)
+                raise
+            self.subscriptions[sub.name] = sub
+            self.descriptions[sub.name] = description
+            self._applied[sub.name] = offset
+        log.info("substore.put", subscription=sub.name, handler=sub.handler, offset=offset)
+
+    async def delete(self, name: str) -> bool:
+        """Write a tombstone and stop the subscription here; ``False`` if it did not exist."""
+        async with self._lock:
+            if name not in self.subscriptions:
+                return False
+            offset = await self._send(name.encode(), None)
+            self._applied[name] = offset
+            self.subscriptions.pop(name, None)
+            self.descriptions.pop(name, None)
+            if self._worker is not None:
+                await self._worker.remove_subscription(name)
+        log.info("substore.deleted", subscription=name, offset=offset)
+        return True
+
+    # --- internals ----------------------------------------------------------------------
+
+    async def _apply_all(self, records: list[ConsumerRecord]) -> None:
+        async with self._lock:
+            for record in records:
+                await self._apply(record)
+
+    async def _apply(self, record: ConsumerRecord) -> None:
+        if record.key is None:
+            return
+        name = record.key.decode("utf-8", errors="replace")
+        if record.offset <= self._applied.get(name, -1):
+            return  # this process wrote it (or something newer) already
+        if name in self.reserved:
+            log.warning("substore.name_taken_by_config", subscription=name,
+                        action="ignored; the configuration file wins")
+            return
+        self._applied[name] = record.offset
+        if record.value is None:
+            if self.subscriptions.pop(name, None) is not None:
+                self.descriptions.pop(name, None)
+                if self._worker is not None:
+                    await self._worker.remove_subscription(name)
+                log.info("substore.removed", subscription=name, offset=record.offset)
+            return
+        try:
+            sub, description = decode(record.value)
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            log.error("substore.bad_record", offset=record.offset, subscription=name,
+                      error=type(exc).__name__, action="skipped")
+            return
+        self.descriptions[name] = description
+        current = self.subscriptions.get(name)
+        if current is not None and current.model_dump() == sub.model_dump():
+            return
+        self.subscriptions[name] = sub
+        try:
+            await self._start(sub)
+        except (ConfigError, PluginError) as exc:
+            log.error("substore.apply_failed", subscription=name, error=str(exc),
+                      action="listed, but not delivered by this process")
+            return
+        log.info("substore.applied", subscription=name, handler=sub.handler,
+                 offset=record.offset)
+
+    async def _start(self, sub: SubscriptionConfig) -> None:
+        if self._worker is not None:
+            await self._worker.add_subscription(sub)
+
+    async def _rollback(self, name: str, previous: SubscriptionConfig | None) -> None:
+        if self._worker is None:
+            return
+        if previous is None:
+            await self._worker.remove_subscription(name)
+        else:
+            await self._worker.add_subscription(previous)
+
+    async def _send(self, key: bytes, value: bytes | None) -> int:
+        producer = self._require(self._producer)
+        try:
+            metadata = await (await producer.send(self.topic, key=key, value=value))
+        except KafkaError as exc:
+            raise BusError(f"writing to {self.topic} failed: {exc!r}") from exc
+        return int(metadata.offset)
+
+    def _require(self, client: Any) -> Any:
+        if client is None or self._closed:
+            raise RuntimeError("SubscriptionStore used outside 'async with'")
+        return client

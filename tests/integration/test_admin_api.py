@@ -1,0 +1,480 @@
+"""The admin API on a real hub: a delivery worker on the session broker, a real receiver,
+runtime subscriptions through ``hub.client``, the compacted subscription topic, health,
+metrics, deliveries, dead letters and replay, and a fuzz of every endpoint that takes a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaProducer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+from yarl import URL
+
+from hub.admin import AdminServer
+from hub.app import Hub, Roles
+from hub.client import HubClient, HubClientError
+from hub.config import HubConfig
+from hub.embedded import free_port
+from hub.events import Event
+from hub.substore import SubscriptionStore, store_topic
+from tests.integration.test_delivery import publish, webhook
+from tests.support.receiver import SECRET, Receiver, running_receiver
+
+pytestmark = pytest.mark.timeout(180)
+
+ADMIN_TOKEN = "admin-token-" + uuid.uuid4().hex
+HOOK_TOKEN = "hook-token-" + uuid.uuid4().hex
+SECRETS = (ADMIN_TOKEN, HOOK_TOKEN, SECRET)
+
+
+def admin_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
+                 **overrides: Any) -> HubConfig:
+    return HubConfig(**{
+        "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3,
+                  "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
+        "delivery": {"retry_schedule_s": [0.1], "jitter": 0, "start_from": "earliest",
+                     "allowed_networks": ["127.0.0.0/8"], "grace_period_s": 2},
+        "admin": {"host": "127.0.0.1", "port": 0, "token": ADMIN_TOKEN},
+        "subscriptions": subscriptions,
+        **overrides,
+    })
+
+
+def transition(n: int, to_stage: str, model: str = "iris") -> Event:
+    return Event(id=f"evt-{n}", type="model_version.stage_transitioned", model=model,
+                 version=str(n), time=datetime.now(UTC), source="http://mlflow",
+                 data={"model_name": model, "version": str(n), "from_stage": "None",
+                       "to_stage": to_stage, "tags": {}, "aliases": []})
+
+
+@asynccontextmanager
+async def running_hub(config: HubConfig
+                      ) -> AsyncIterator[tuple[Hub, SubscriptionStore, AdminServer]]:
+    """What ``registry-hub deliver`` composes (hub → worker → store → admin), running."""
+    async with Hub(config, Roles(detect=False)) as hub:
+        assert hub.worker is not None and hub.store is not None and hub.admin is not None
+        run = asyncio.create_task(hub.run())
+        try:
+            await hub.worker.wait_ready()
+            yield hub, hub.store, hub.admin
+        finally:
+            hub.stop()
+            await asyncio.wait_for(run, 30)
+
+
+class Api:
+    """Raw HTTP calls that remember every response body (to look for leaked secrets)."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http, self.url, self.bodies = http, url, []  # type: ignore[var-annotated]
+
+    async def __call__(self, method: str, path: str, body: Any = None, *,
+                       token: str | None = ADMIN_TOKEN, raw: bytes | None = None
+                       ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        async with self.http.request(method, self.url + path, data=data,
+                                     headers=headers) as resp:
+            text = await resp.text()
+        self.bodies.append(text)
+        return resp.status, json.loads(text) if text else None
+
+    async def client(self, client: HubClient, call: Callable[..., Any], *args: Any,
+                     **kwargs: Any) -> Any:
+        result = await asyncio.to_thread(call, *args, **kwargs)
+        self.bodies.append(json.dumps(result))
+        return result
+
+
+async def eventually(probe: Callable[[], Any], check: Callable[[Any], bool],
+                     timeout_s: float = 20) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as r:
+        yield r
+
+
+async def test_runtime_webhook_lifecycle_through_the_client(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    config = admin_config(kafka_bootstrap, topic_name,
+                          [webhook("from-config", f"{receiver.url}/ok/config")])
+    async with running_hub(config) as (hub, store, admin), aiohttp.ClientSession() as http:
+        assert hub.worker is not None
+        api = Api(http, admin.url)
+        client = HubClient(admin.url, token=ADMIN_TOKEN)
+
+        # open endpoints, guarded /api
+        assert await api("GET", "/healthz", token=None) == (200, {"status": "ok"})
+        assert (await api("GET", "/api/subscriptions", token=None))[0] == 401
+        assert (await api("GET", "/api/subscriptions", token="wrong"))[0] == 401
+        assert (await api("GET", "/api/unknown", token=None))[0] == 401
+        async with http.get(URL(admin.url + "/%61pi/subscriptions", encoded=True)) as resp:
+            assert resp.status == 401
+        with pytest.raises(HubClientError) as denied:
+            await asyncio.to_thread(HubClient(admin.url).list_webhooks)
+        assert denied.value.status == 401
+
+        # create (the seed's call) → delivered, filtered by the alias' stage condition
+        hook = await api.client(
+            client, client.create_registered_model_webhook, name="iris",
+            events=["MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"],
+            http_url_spec={"url": f"{receiver.url}/ok/runtime", "secret": SECRET,
+                           "authorization": f"Bearer {HOOK_TOKEN}"},
+            description="promotions", signature_format="standard")
+        name = hook["id"]
+        assert (hook["model_name"], hook["events"], hook["when"], hook["source"]) == (
+            "iris", ["model_version.stage_transitioned"], {"to_stage": "Production"}, "runtime")
+        assert hook["http_url_spec"]["secret"] == "***"
+        await asyncio.wait_for(hub.worker.lanes[name].assigned.wait(), 30)
+        await publish(config, [transition(1, "Staging"), transition(2, "Production"),
+                               transition(3, "Production", model="wine")])
+        (hit,) = await receiver.wait_for(1, "/ok/runtime")
+        assert hit.verified and hit.headers["webhook-id"] == "evt-2"
+        assert hit.headers["Authorization"] == f"Bearer {HOOK_TOKEN}"
+
+        # list: config + runtime, by model
+        assert name in [h["id"] for h in await api.client(client, client.list_webhooks, "iris")]
+        wine = [h["id"] for h in await api.client(client, client.list_webhooks, "wine")]
+        assert wine == ["from-config"]
+        status, listed = await api("GET", "/api/subscriptions")
+        assert status == 200
+        assert {s["name"]: s["source"] for s in listed["subscriptions"]} == {
+            "from-config": "config", name: "runtime"}
+        assert all(s["secret"] == "***" for s in listed["subscriptions"])
+
+        # update: any stage now; the staging event after it is delivered
+        updated = await api.client(client, client.update_webhook, name,
+                                   events=["MODEL_VERSION_TRANSITIONED_STAGE"])
+        assert (updated["when"], updated["description"]) == ({}, "promotions")
+        await publish(config, [transition(4, "Staging")])
+        hits = await receiver.wait_for(2, "/ok/runtime")
+        assert [h.headers["webhook-id"] for h in hits] == ["evt-2", "evt-4"]
+
+        # echoing a masked secret back keeps it: the test delivery still verifies
+        status, patched = await api("PATCH", f"/api/subscriptions/{name}",
+                                    {"secret": "***", "description": "any stage"})
+        assert status == 200 and patched["description"] == "any stage"
+        result = await api.client(client, client.test_webhook, name)
+        assert (result["status"], result["http_status"]) == ("delivered", 200)
+        test_hit = (await receiver.wait_for(3, "/ok/runtime"))[-1]
+        assert test_hit.headers["webhook-id"] == result["event_id"]
+        assert result["event_id"].startswith("test-") and test_hit.verified
+        assert test_hit.body["type"] == "model_version.stage_transitioned"
+        assert test_hit.body["data"]["model_name"] == "iris"
+        assert test_hit.headers["Authorization"] == f"Bearer {HOOK_TOKEN}"
+
+        # config-file subscriptions are read-only; bad input is 400/422 naming the field
+        assert (await api("PATCH", "/api/subscriptions/from-config", {"enabled": False}))[0] \
+            == 409
+        assert (await api("DELETE", "/api/subscriptions/from-config"))[0] == 409
+        assert (await api("POST", "/api/subscriptions",
+                          {"name": "from-config", "handler": "console"}))[0] == 409
+        assert (await api("POST", "/api/subscriptions", {"name": name, "handler": "console"}))[
+            0] == 409
+        status, error = await api("POST", "/api/subscriptions",
+                                  {"name": "bad", "handler": "webhook", "url": "not a url"})
+        assert (status, error["field"]) == (422, "url")
+        status, error = await api("POST", "/api/subscriptions",
+                                  {"name": "bad", "handler": "console",
+                                   "events": ["COMMENT_CREATED"]})
+        assert (status, error["field"]) == (422, "events")
+        assert "Databricks" in error["error"]
+        assert (await api("POST", "/api/subscriptions", raw=b"{not json"))[0] == 400
+        assert (await api("POST", "/api/subscriptions", raw=b"[]"))[0] == 400
+        assert (await api("GET", "/api/subscriptions/nope"))[0] == 404
+        assert (await api("PUT", f"/api/subscriptions/{name}",
+                          {"name": "other", "handler": "console"}))[0] == 422
+
+        # deliveries: newest first, filtered
+        async def deliveries() -> list[dict[str, Any]]:
+            status, body = await api("GET", f"/api/deliveries?subscription={name}")
+            assert status == 200
+            return list(body["deliveries"])
+
+        found = await eventually(deliveries, lambda d: len(d) >= 2)
+        assert [d["event_id"] for d in found] == ["evt-4", "evt-2"]
+        assert {d["status"] for d in found} == {"delivered"}
+        status, body = await api("GET", f"/api/deliveries?subscription={name}&status=retry")
+        assert (status, body) == (200, {"deliveries": []})
+        status, body = await api("GET", "/api/deliveries?event_id=evt-2")
+        assert sorted(d["subscription"] for d in body["deliveries"]) == ["from-config", name]
+        status, body = await api("GET", "/api/deliveries?limit=1")  # last record per partition
+        assert status == 200 and 1 <= len(body["deliveries"]) <= 3
+        assert (await api("GET", "/api/deliveries?limit=0"))[0] == 400
+        assert (await api("GET", "/api/deliveries?status=lost"))[0] == 400
+
+        # metrics (open)
+        async with http.get(admin.url + "/metrics") as resp:
+            metrics = await resp.text()
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+        assert (f'registry_hub_deliveries_total{{outcome="delivered",subscription="{name}"}} '
+                "2.0") in metrics
+
+        # delete
+        await api.client(client, client.delete_webhook, name)
+        with pytest.raises(HubClientError) as gone:
+            await asyncio.to_thread(client.get_subscription, name)
+        assert gone.value.status == 404
+        assert name not in hub.worker.lanes and name not in store.subscriptions
+        assert (await api("DELETE", f"/api/subscriptions/{name}"))[0] == 404
+
+    for body in api.bodies:
+        for secret in SECRETS:
+            assert secret not in body
+
+
+async def test_dead_letters_replay_and_a_restarted_hub(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    receiver.down.add("x")
+    config = admin_config(kafka_bootstrap, topic_name, [
+        {"name": "from-config", "handler": "console"}])
+    async with running_hub(config) as (hub, _, admin), aiohttp.ClientSession() as http:
+        assert hub.worker is not None
+        api = Api(http, admin.url)
+        status, created = await api("POST", "/api/subscriptions", {
+            **webhook("flaky", f"{receiver.url}/down/x"), "description": "goes down"})
+        assert status == 201 and created["secret"] == "***"
+        await asyncio.wait_for(hub.worker.lanes["flaky"].assigned.wait(), 30)
+        await publish(config, [transition(1, "Production")])
+
+        async def letters() -> list[dict[str, Any]]:
+            return list((await api("GET", "/api/dead-letters?subscription=flaky"))[1][
+                "dead_letters"])
+
+        (letter,) = await eventually(letters, lambda ls: len(ls) >= 1)
+        assert (letter["event_id"], letter["reason"], letter["attempts"]) == (
+            "evt-1", "exhausted", 2)
+        assert (await api("GET", "/api/dead-letters?subscription=other"))[1] == {
+            "dead_letters": []}
+
+        receiver.down.clear()
+        assert (await api("POST", "/api/dead-letters/replay", {"bogus": 1}))[0] == 422
+        assert (await api("POST", "/api/dead-letters/replay", raw=b"["))[0] == 400
+        status, replayed = await api("POST", "/api/dead-letters/replay",
+                                     {"subscription": "flaky", "event_id": "evt-1"})
+        assert (status, replayed["enqueued"]) == (202, 1)
+        (hit,) = await receiver.wait_for(1, "/down/x")
+        assert hit.verified and hit.headers["webhook-id"] == "evt-1"
+
+        async def attempts() -> list[str]:
+            body = (await api("GET", "/api/deliveries?subscription=flaky"))[1]
+            return [d["status"] for d in body["deliveries"]]
+
+        assert await eventually(attempts, lambda s: len(s) >= 3) == [
+            "delivered", "retry", "retry"]
+
+        # a restarted hub (a second store) sees the runtime subscription, secret included,
+        # and follows later changes made through the API
+        async with SubscriptionStore(config, kafka_bootstrap) as restarted:
+            assert restarted.subscriptions["flaky"].options["secret"] == SECRET
+            assert restarted.descriptions["flaky"] == "goes down"
+            watch = asyncio.create_task(restarted.watch())
+            assert (await api("PATCH", "/api/subscriptions/flaky", {"enabled": False}))[0] \
+                == 200
+            await eventually(_value(lambda: restarted.subscriptions["flaky"].enabled),
+                             lambda enabled: enabled is False)
+            assert "flaky" not in hub.worker.lanes  # disabled here too
+            assert (await api("DELETE", "/api/subscriptions/flaky"))[0] == 204
+            await eventually(_value(lambda: "flaky" in restarted.subscriptions),
+                             lambda present: present is False)
+            restarted.stop()
+            await asyncio.wait_for(watch, 10)
+
+    for body in api.bodies:
+        assert SECRET not in body and ADMIN_TOKEN not in body
+
+
+def _value(read: Callable[[], Any]) -> Callable[[], Any]:
+    async def probe() -> Any:
+        return read()
+    return probe
+
+
+async def test_config_file_names_win_over_runtime_records(
+        kafka_bootstrap: str, topic_name: str) -> None:
+    config = admin_config(kafka_bootstrap, topic_name,
+                          [{"name": "from-config", "handler": "console"}])
+    async with SubscriptionStore(config, kafka_bootstrap) as store:
+        await store.put(_console("runtime-one"))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        value = json.dumps({"format": 1, "subscription": {"name": "from-config",
+                                                          "handler": "console"}}).encode()
+        await producer.send_and_wait(store_topic(config), key=b"from-config", value=value)
+    finally:
+        await producer.stop()
+    with capture_logs() as logs:
+        async with SubscriptionStore(config, kafka_bootstrap) as restarted:
+            assert sorted(restarted.subscriptions) == ["runtime-one"]
+    assert any(e["event"] == "substore.name_taken_by_config" for e in logs)
+
+
+def _console(name: str) -> Any:
+    from hub.config import SubscriptionConfig
+
+    return SubscriptionConfig(name=name, handler="console")
+
+
+async def test_readyz_follows_broker_worker_and_detector(
+        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
+    server = mlflow_server_factory()
+    config = admin_config(
+        kafka_bootstrap, topic_name, [{"name": "console", "handler": "console"}],
+        mlflow={"tracking_uri": server.url, "request_retries": 0, "scan_timeout_s": 5},
+        detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.3})
+    async with Hub(config) as hub, AdminServer(hub, stale_after_s=1.5,
+                                               broker_check_ttl_s=0) as admin, \
+            aiohttp.ClientSession() as http:
+
+        async def ready() -> tuple[int, Any]:
+            async with http.get(admin.url + "/readyz") as resp:
+                return resp.status, await resp.json()
+
+        status, body = await ready()  # started, not running yet
+        assert status == 503 and set(body["failed"]) == {"detector", "worker"}
+        run = asyncio.create_task(hub.run())
+        try:
+            await eventually(ready, lambda r: r[0] == 200)
+            server.stop()
+            status, body = await eventually(ready, lambda r: r[0] == 503 and r[1]["checks"][
+                "detector"]["consecutive_failures"] >= 1, timeout_s=30)
+            assert body["failed"] == ["detector"]
+            server.start()
+            await eventually(ready, lambda r: r[0] == 200, timeout_s=30)
+        finally:
+            hub.stop()
+            await asyncio.wait_for(run, 30)
+
+
+async def test_readyz_reports_an_unreachable_broker() -> None:
+    config = admin_config(f"127.0.0.1:{free_port()}", "t", [])
+    async with AdminServer(Hub(config, Roles(detect=False, deliver=False))) as admin, \
+            aiohttp.ClientSession() as http:
+        async with http.get(admin.url + "/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["failed"] == ["broker"]
+        async with http.get(admin.url + "/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(admin.url + "/metrics") as resp:
+            assert resp.status == 200 and "registry_hub_deliveries" in await resp.text()
+
+
+# --- fuzz: bad input never yields a 5xx ----------------------------------------------------
+
+
+@pytest.fixture
+def fuzz_url(kafka_bootstrap: str) -> Iterator[str]:
+    """An admin server with a subscription store on the session broker, on its own event
+    loop in a thread, so Hypothesis can drive it with plain blocking requests."""
+    config = admin_config(kafka_bootstrap, f"test-fuzz-{uuid.uuid4().hex[:12]}",
+                          [{"name": "from-config", "handler": "console"}])
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    stack = AsyncExitStack()
+
+    async def start() -> str:
+        store = await stack.enter_async_context(SubscriptionStore(config, kafka_bootstrap))
+        await store.put(_console("fz"))
+        admin = await stack.enter_async_context(AdminServer(Hub(config), store=store))
+        return admin.url
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
+    max_size=20)
+json_values = st.recursive(leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(
+    st.text(max_size=12), c, max_size=4), max_leaves=15)
+names = st.sampled_from(["fz", "from-config", "new-one", "x" * 70, "", "a b"]) | st.text(
+    max_size=12)
+sub_like = st.fixed_dictionaries({}, optional={
+    "name": names,
+    "handler": st.sampled_from(["console", "webhook", "slack", "deploy", "nope"]) | json_values,
+    "events": st.lists(st.sampled_from(["*", "model_version.*", "MODEL_VERSION_CREATED",
+                                        "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+                                        "COMMENT_CREATED", "bogus"]), max_size=3) | json_values,
+    "models": st.lists(st.text(max_size=8), max_size=2) | json_values,
+    "when": json_values, "enabled": json_values, "description": json_values,
+    "source": json_values, "url": st.sampled_from(["http://127.0.0.1:9/x", "ftp://x", "***"])
+    | json_values,
+    "secret": st.sampled_from([SECRET, "***", "whsec_", ""]) | json_values,
+    "headers": json_values, "timeout_s": json_values, "stream": json_values,
+    "subscription": json_values, "event_id": json_values,
+})
+near_valid = st.builds(
+    lambda name, extra: {"name": name, "handler": "console", **extra},
+    st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True),
+    st.dictionaries(st.sampled_from(["events", "models", "when", "enabled", "stream",
+                                     "description", "source"]), json_values, max_size=2))
+bodies = st.one_of(
+    st.binary(max_size=64),
+    near_valid.map(lambda v: json.dumps(v).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    sub_like.map(lambda v: json.dumps(v).encode()),
+    st.sampled_from([b"", b"NaN", b"[" * 50_000, b'{"a":' * 5000, b"\xff\xfe{}", b"{}"]),
+)
+targets = st.sampled_from([
+    ("POST", "/api/subscriptions"), ("PUT", "/api/subscriptions/fz"),
+    ("PATCH", "/api/subscriptions/fz"), ("PUT", "/api/subscriptions/from-config"),
+    ("POST", "/api/subscriptions/fz/test"), ("POST", "/api/dead-letters/replay"),
+]) | names.map(
+    lambda n: ("POST", "/api/subscriptions/" + urllib.parse.quote(n, safe="") + "/test"))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(target=targets, body=bodies, limit=st.text(max_size=6))
+def test_fuzz_bodies_never_yield_a_server_error(fuzz_url: str, target: tuple[str, str],
+                                                body: bytes, limit: str) -> None:
+    method, path = target
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for request in (
+        urllib.request.Request(fuzz_url + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}),
+        urllib.request.Request(
+            fuzz_url + "/api/deliveries?" + urllib.parse.urlencode({"limit": limit}),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    ):
+        try:
+            with opener.open(request, timeout=30) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        assert status < 500, (method, path, body[:200], status, raw[:300])
+        if status >= 400:
+            assert "error" in json.loads(raw)
+        assert SECRET.encode() not in raw
