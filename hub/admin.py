@@ -254,6 +254,9 @@ class AdminServer:
         detector = self.hub.detector
         if detector is None:
             return {"ok": True, "detail": "no detector in this process"}
+        election = self.hub.election
+        if election is not None and not election.is_leader:
+            return {"ok": True, "detail": "standby: another detector is the elected leader"}
         last = detector.last_success_monotonic
         failures = detector.consecutive_failures
         if last is None:

@@ -13,8 +13,9 @@ from hub.admin import AdminServer
 from hub.bus import Publisher
 from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
-from hub.detector import Detector
+from hub.detector import Detector, EventSink
 from hub.embedded import EmbeddedBroker
+from hub.leader import LeaderElection, lead
 from hub.metrics import Metrics
 from hub.source import RegistrySource, redact_uri
 from hub.substore import SubscriptionStore
@@ -38,6 +39,7 @@ class Hub:
         self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
         self.detector: Detector | None = None
         self.worker: DeliveryWorker | None = None
+        self.election: LeaderElection | None = None
         self.store: SubscriptionStore | None = None
         self.admin: AdminServer | None = None
         self._stack = AsyncExitStack()
@@ -53,7 +55,8 @@ class Hub:
 
     async def _start(self) -> None:
         cfg = self.config
-        if self.bootstrap_servers == "embedded":
+        embedded = self.bootstrap_servers == "embedded"
+        if embedded:
             broker = await self._stack.enter_async_context(EmbeddedBroker())
             self.bootstrap_servers = broker.bootstrap_servers
         await ensure_hub_topics(cfg, self.bootstrap_servers)
@@ -63,7 +66,13 @@ class Hub:
                 Publisher(cfg.kafka, self.bootstrap_servers, cfg.kafka.topic))
             checkpoint = await self._stack.enter_async_context(
                 KafkaCheckpoint(cfg.kafka, self.bootstrap_servers, cfg.state_topic))
-            self.detector = Detector(cfg.detector, scanner=source, sink=publisher,
+            sink: EventSink = publisher
+            if cfg.detector.leader_election and not embedded:
+                # entered after the producers: on shutdown it leaves the group first
+                self.election = await self._stack.enter_async_context(
+                    LeaderElection.for_hub(cfg, self.bootstrap_servers))
+                sink = self.election.fence(publisher)
+            self.detector = Detector(cfg.detector, scanner=source, sink=sink,
                                      checkpoint=checkpoint, tracking_uri=cfg.mlflow.tracking_uri,
                                      metrics=self.metrics)
         if self.roles.deliver:
@@ -90,7 +99,9 @@ class Hub:
     async def run(self) -> None:
         """Run every role until :meth:`stop`, then shut down in order."""
         async with asyncio.TaskGroup() as group:
-            if self.detector is not None:
+            if self.detector is not None and self.election is not None:
+                group.create_task(lead(self.election, self.detector, self._stopping))
+            elif self.detector is not None:
                 group.create_task(self.detector.run())
             if self.worker is not None:
                 group.create_task(self.worker.run())

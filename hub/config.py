@@ -67,6 +67,9 @@ class DetectorConfig(Section):
     """First start only: emit every existing model and version as ``*.created``."""
     state_topic: str | None = None
     """Compacted topic keeping the detector's checkpoint. Default ``<kafka.topic>.state``."""
+    leader_election: bool = True
+    """Run several detectors, one active: elected through a Kafka consumer group; the others
+    stand by and take over when it dies. Not used with the embedded broker."""
     backoff_initial_s: float = Field(1, gt=0)
     """First wait after a failed scan or publish; doubles on each failure..."""
     backoff_max_s: float = Field(60, gt=0)

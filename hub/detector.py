@@ -109,6 +109,10 @@ class Detector:
     def stop(self) -> None:
         self._stopping.set()
 
+    def resume(self) -> None:
+        """Allow :meth:`run` again after :meth:`stop` (an elected standby; see hub.leader)."""
+        self._stopping.clear()
+
     async def run(self) -> None:
         """Poll until :meth:`stop`. Never raises for outages; they are logged and retried."""
         while not self._stopping.is_set():
@@ -147,8 +151,8 @@ class Detector:
         tell a deletion from a rename.
         """
         async with self._lock:
-            if self.state is None:
-                return []  # no baseline yet: the first poll takes it
+            if self.state is None or self._stopping.is_set():
+                return []  # no baseline yet (or standing by): the poll takes care of it
             model = await self._scanner.scan_model(name)
             if model is None:
                 return []

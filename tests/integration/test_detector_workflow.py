@@ -27,7 +27,7 @@ def hub_config(server_url: str, bootstrap: str, topic: str, **detector: Any) -> 
         mlflow={"tracking_uri": server_url, "request_retries": 0, "scan_timeout_s": 10},
         kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3},
         detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5,
-                  **detector},
+                  "leader_election": False, **detector},
         subscriptions=[],
         admin={"enabled": False},
     )

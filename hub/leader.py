@@ -1,0 +1,458 @@
+"""Leader election for the detector, through plain Kafka consumer-group membership.
+
+Every detector process joins the group ``<delivery.group_id_prefix>._detector`` on a
+single-partition coordination topic ``<kafka.topic>.leader``. Whoever is assigned partition 0
+is the leader and runs the detector; the others stand by with a live membership and take
+over when the group rebalances without the leader. A custom assignor keeps partition 0 with
+its current holder, so a standby joining (or a deploy restarting one) does not move it.
+
+Guarantee and its limits:
+
+* **At most one active detector while group membership is healthy.** Kafka's (eager)
+  rebalance revokes partition 0 from the old holder before anyone else is assigned it, and
+  the revocation callback waits until the caller stepped down (:meth:`stepped_down`, done by
+  :func:`lead` once the detector loop has returned) or ``handover_timeout_s`` passed.
+* **A leader must keep proving its membership.** It renews a lease by committing its offset
+  on partition 0 every heartbeat interval; the broker refuses the commit from a member it
+  has expelled. The lease lasts ``session_timeout - heartbeat_interval`` from the moment the
+  last successful renewal was *sent*, which ends before the broker can expel the member and
+  hand partition 0 to someone else. :attr:`is_leader` reads the lease against the clock, and
+  :meth:`fence` wraps the detector's publisher so that a leader that was frozen (GC pause,
+  SIGSTOP, a stalled host) refuses to publish the moment it wakes up, before it has even
+  heard that it was replaced.
+* **After a SIGKILL** the standby takes over after the session timeout plus one rebalance,
+  then reloads the detector checkpoint from Kafka and catches up on what changed meanwhile.
+* **Residual risk: duplicates, never loss.** A publish that passed the fence just before the
+  process froze can still reach the broker after the new leader started. The checkpoint only
+  advances after an acknowledged publish, and event ids are deterministic (same change at the
+  same place in a model's history → same id), so such a late batch repeats ids the new leader
+  also publishes; consumers drop them by id. Nothing is ever skipped: the new leader diffs
+  from the last acknowledged checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+from aiokafka.errors import KafkaError
+
+from hub.bus import connection_options, ensure_topics, new_producer
+from hub.config import HubConfig, KafkaConfig
+from hub.errors import BusError
+from hub.events import Event
+
+log = structlog.get_logger(__name__)
+
+LEADER_PARTITION = 0
+_TICK_S = 0.2  # how often the membership loop polls and checks the lease
+
+
+# --- who gets partition 0: a pure decision over the members' claims ----------------------
+
+@dataclass(frozen=True)
+class Claim:
+    """What a member tells the group when it joins: when its process started, and when it
+    last acquired the leadership (0: never)."""
+
+    started_ms: int
+    acquired_ms: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": 1, "started_ms": self.started_ms,
+                           "acquired_ms": self.acquired_ms}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Claim:
+        try:
+            data = json.loads(raw or b"")
+            return cls(int(data["started_ms"]), int(data.get("acquired_ms", 0)))
+        except (ValueError, KeyError, TypeError):
+            return cls(started_ms=2**62)  # unreadable: last in line
+
+
+def choose_leader(claims: Mapping[str, Claim]) -> str:
+    """The member that should hold partition 0: the most recent holder if it is still in the
+    group (no bounce when a standby joins or an old leader comes back), else the oldest
+    process; ties broken by member id."""
+    if not claims:
+        raise ValueError("no members to choose from")
+    holders = [m for m, c in claims.items() if c.acquired_ms > 0]
+    if holders:
+        return max(holders, key=lambda m: (claims[m].acquired_ms, m))
+    return min(claims, key=lambda m: (claims[m].started_ms, m))
+
+
+class _KeepLeaderAssignor(AbstractPartitionAssignor):
+    """Assigns every partition of the coordination topic to :func:`choose_leader`'s pick.
+
+    An instance (not the class) carries this member's claim, so several elections in one
+    process do not share state."""
+
+    name = "registry-hub-leader"
+    version = 0
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(self.version, list(topics), self.claim.encode())
+
+    def assign(self, cluster: Any,
+               members: Mapping[str, ConsumerProtocolMemberMetadata]
+               ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        leader = choose_leader({m: Claim.decode(md.user_data) for m, md in members.items()})
+        topics = sorted({t for md in members.values() for t in md.subscription})
+        owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+        return {
+            member: ConsumerProtocolMemberAssignment(
+                self.version, owned if member == leader else [], b"")
+            for member in members
+        }
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
+        return None
+
+
+# --- the election ------------------------------------------------------------------------
+
+class EventSink(Protocol):
+    async def publish(self, events: list[Event]) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, election: LeaderElection) -> None:
+        self._election = election
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._election._on_revoked()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._election._on_assigned(set(assigned))
+
+
+class LeaderElection:
+    """``async with LeaderElection.for_hub(config, servers) as election: ...``
+
+    ``await election.wait_until_leader()``, then act while :attr:`is_leader`; learn of the
+    loss with :meth:`wait_until_lost` (or the :attr:`lost` event), stop acting, and call
+    :meth:`stepped_down`. :func:`lead` does exactly this for the detector.
+    """
+
+    def __init__(self, kafka: KafkaConfig, bootstrap_servers: str, *, group_id: str,
+                 topic: str, identity: str | None = None,
+                 handover_timeout_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._kafka = kafka
+        self._bootstrap = bootstrap_servers
+        self.group_id = group_id
+        self.topic = topic
+        self.identity = identity or f"{socket.gethostname()}/{os.getpid()}"
+        self._clock = clock
+        self._renew_every_s = kafka.heartbeat_interval_ms / 1000
+        self._lease_s = max(0.1, (kafka.session_timeout_ms - kafka.heartbeat_interval_ms) / 1000)
+        self.handover_timeout_s = (kafka.session_timeout_ms / 1000 if handover_timeout_s is None
+                                   else handover_timeout_s)
+        self._tp = TopicPartition(topic, LEADER_PARTITION)
+        self._assignor = _KeepLeaderAssignor(Claim(started_ms=int(time.time() * 1000)))
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._announcing: asyncio.Task[None] | None = None
+        self._assigned = False  # partition 0 is ours in the current generation
+        self._assignments = 0  # counts assignments: a renewal only counts for its own
+        self._next_renewal = 0.0
+        self._leader = False  # we told the caller it leads (lost is not set)
+        self._lease_until = 0.0
+        self._since: datetime | None = None
+        self.acquired = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.lost.set()  # not leading yet
+        self._released = asyncio.Event()
+        self._released.set()
+        self._closed = False
+
+    @classmethod
+    def for_hub(cls, config: HubConfig, bootstrap_servers: str, **kwargs: Any) -> LeaderElection:
+        """The detector's election: group ``<prefix>._detector`` (the underscore keeps it apart
+        from subscription groups ``<prefix>.<name>``, whose names start with a letter or
+        digit), topic ``<kafka.topic>.leader``."""
+        return cls(config.kafka, bootstrap_servers,
+                   group_id=f"{config.delivery.group_id_prefix}._detector",
+                   topic=f"{config.kafka.topic}.leader", **kwargs)
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> LeaderElection:
+        await ensure_topics(self._kafka, self._bootstrap,
+                            [(self.topic, 1, {"cleanup.policy": "compact"})])
+        options = connection_options(self._kafka, self._bootstrap)
+        self._consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            session_timeout_ms=self._kafka.session_timeout_ms,
+            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
+            partition_assignment_strategy=(self._assignor,),
+        )
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        self._producer = new_producer(self._kafka, self._bootstrap)
+        log.info("leader.joining", group=self.group_id, topic=self.topic,
+                 identity=self.identity)
+        try:
+            await self._consumer.start()
+            await self._producer.start()
+        except KafkaError as exc:
+            await self.aclose()
+            raise BusError(f"cannot join the detector election on {self._bootstrap}: "
+                           f"{exc!r}") from exc
+        self._task = asyncio.create_task(self._keep_membership(), name="leader-election")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Leave the group (a standby takes over after one rebalance, not a session timeout).
+        Stop acting as leader before calling this. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._lose("closing")
+        self._released.set()
+        for task in (self._task, self._announcing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._announcing = None
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+        log.info("leader.left", group=self.group_id, identity=self.identity)
+
+    # -- what callers use --
+
+    @property
+    def is_leader(self) -> bool:
+        """True while partition 0 is ours *and* the lease is valid, read against the clock
+        (so it turns False on time even if the membership loop is late)."""
+        return self._leader and self._clock() < self._lease_until
+
+    @property
+    def since(self) -> datetime | None:
+        return self._since if self._leader else None
+
+    async def wait_until_leader(self) -> None:
+        await self._wait(self.acquired)
+
+    async def wait_until_lost(self) -> None:
+        await self._wait(self.lost)
+
+    def stepped_down(self) -> None:
+        """The caller stopped acting as leader: a pending rebalance may hand over now."""
+        self._released.set()
+
+    def fence(self, sink: EventSink) -> EventSink:
+        """``sink`` that refuses (BusError) to publish unless this process leads right now."""
+        return _FencedSink(sink, self)
+
+    # -- membership loop and callbacks --
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        membership = self._task
+        if membership is None:
+            raise RuntimeError("LeaderElection used outside 'async with' (or closed)")
+        waiter = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait({waiter, membership}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not event.is_set():
+            if not membership.cancelled():
+                membership.result()  # raises what ended the membership loop
+            raise BusError("the detector election stopped")
+
+    async def _keep_membership(self) -> None:
+        """Poll (keeps the membership alive: aiokafka leaves a group it stopped polling),
+        renew the lease while partition 0 is ours, and turn lease changes into events."""
+        assert self._consumer is not None
+        try:
+            while True:
+                await self._consumer.getmany(timeout_ms=int(_TICK_S * 1000), max_records=100)
+                now = self._clock()
+                if self._assigned and now >= self._next_renewal:
+                    self._next_renewal = now + self._renew_every_s
+                    assignment = self._assignments
+                    if await self._renew(now) and assignment == self._assignments:
+                        self._lease_until = now + self._lease_s
+                if self._leader and not self.is_leader:
+                    self._lose("lease_expired")
+                elif not self._leader and self._assigned and self._clock() < self._lease_until:
+                    self._acquire()
+        except KafkaError as exc:
+            self._lose("consumer_failed")
+            raise BusError(f"the detector election failed on {self._bootstrap}: {exc!r}") \
+                from exc
+
+    async def _renew(self, sent: float) -> bool:
+        """Commit our position on partition 0: succeeds only while the broker still counts
+        us as the member owning it in the current generation."""
+        assert self._consumer is not None
+        timeout = (self._lease_until - sent) if self._leader else self._renew_every_s
+        try:
+            async with asyncio.timeout(max(0.05, timeout)):
+                position = await self._consumer.position(self._tp)
+                await self._consumer.commit({self._tp: position})
+        except (TimeoutError, KafkaError) as exc:
+            if self._leader:
+                log.warning("leader.renewal_failed", group=self.group_id,
+                            error="timeout" if isinstance(exc, TimeoutError) else repr(exc))
+            return False
+        return True
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assignments += 1
+        self._assigned = self._tp in assigned
+        self._next_renewal = 0.0  # prove it at once: the lease starts with a renewal
+        if not self._assigned:
+            log.info("leader.standby", group=self.group_id, identity=self.identity)
+
+    async def _on_revoked(self) -> None:
+        was_leader = self._leader
+        self._assignments += 1
+        self._assigned = False
+        self._lease_until = 0.0
+        self._lose("rebalance")
+        if was_leader:
+            try:
+                # a little longer than lead() waits before it cancels the detector
+                await asyncio.wait_for(self._released.wait(), self.handover_timeout_s + 1)
+            except TimeoutError:
+                log.warning("leader.handover_timeout", group=self.group_id,
+                            waited_s=self.handover_timeout_s + 1)
+
+    def _acquire(self) -> None:
+        self._leader = True
+        self._since = datetime.now(UTC)
+        self._assignor.claim = Claim(self._assignor.claim.started_ms,
+                                     acquired_ms=int(time.time() * 1000))
+        self._released.clear()
+        self.lost.clear()
+        self.acquired.set()
+        log.info("leader.acquired", group=self.group_id, identity=self.identity,
+                 since=self._since.isoformat())
+        if self._announcing is None or self._announcing.done():
+            self._announcing = asyncio.create_task(self._announce(self._since))
+
+    def _lose(self, reason: str) -> None:
+        if not self._leader:
+            return
+        held = (datetime.now(UTC) - self._since).total_seconds() if self._since else 0.0
+        self._leader = False
+        self.acquired.clear()
+        self.lost.set()
+        log.warning("leader.lost", group=self.group_id, identity=self.identity,
+                    reason=reason, held_s=round(held, 3))
+
+    async def _announce(self, since: datetime) -> None:
+        """For operators: who leads since when, as a record on the coordination topic."""
+        if self._producer is None:
+            return
+        value = json.dumps({"leader": self.identity, "since": since.isoformat()}).encode()
+        try:
+            async with asyncio.timeout(self._lease_s):
+                await (await self._producer.send(self.topic, key=b"leader", value=value,
+                                                 partition=LEADER_PARTITION))
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("leader.announce_failed", error=repr(exc))
+
+
+class _FencedSink:
+    def __init__(self, sink: EventSink, election: LeaderElection) -> None:
+        self._sink = sink
+        self._election = election
+
+    async def publish(self, events: list[Event]) -> None:
+        if not self._election.is_leader:
+            raise BusError("not the elected detector any more; publishing refused")
+        await self._sink.publish(events)
+
+
+# --- running the detector only while leading ---------------------------------------------
+
+class Detectable(Protocol):
+    """What :func:`lead` needs from :class:`hub.detector.Detector`."""
+
+    state: Any
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio.Event) -> None:
+    """Run ``detector`` while this process is the elected leader, until ``stopping`` is set.
+
+    On each acquisition the detector forgets its in-memory state, so its first poll reloads
+    the checkpoint the previous leader left in Kafka. On loss (or ``stopping``) the detector
+    is stopped and its loop awaited (cancelled after ``election.handover_timeout_s``) before
+    the election is told it may hand over.
+    """
+    while not stopping.is_set():
+        if not await _first(election.wait_until_leader(), stopping):
+            return
+        detector.state = None
+        detector.resume()
+        run = asyncio.create_task(detector.run(), name="detector")
+        log.info("leader.detecting", identity=election.identity)
+        try:
+            await _first(election.wait_until_lost(), stopping, run)
+        finally:
+            detector.stop()
+            done, _ = await asyncio.wait({run}, timeout=election.handover_timeout_s)
+            if not done:
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            detector.state = None  # a standby must not act on (push into) a stale snapshot
+            election.stepped_down()
+            log.info("leader.stepped_down", identity=election.identity)
+        failure = run.exception() if run.done() and not run.cancelled() else None
+        if failure is not None:
+            raise failure
+
+
+async def _first(awaitable: Awaitable[None], stopping: asyncio.Event,
+                 *others: asyncio.Task[None]) -> bool:
+    """Wait for ``awaitable`` or ``stopping`` or any of ``others``; True if ``awaitable`` won."""
+    main = asyncio.ensure_future(awaitable)
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({main, stop, *others}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (main, stop):
+            if not task.done():
+                task.cancel()
+    if main.done() and not main.cancelled():
+        main.result()  # surfaces a failed election
+        return not stopping.is_set()
+    return False
