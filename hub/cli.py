@@ -38,9 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("deliver", parents=[common], help="delivery workers only")
     sub.add_parser("check-config", parents=[common],
                    help="validate the configuration and handler options, then exit")
+    from hub.mlflow_webhook import add_mlflow_webhook_parser
     from hub.replay import add_replay_parser
 
     add_replay_parser(sub, common)
+    add_mlflow_webhook_parser(sub, common)
     return parser
 
 
@@ -69,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.replay import run_replay
 
         return _run(run_replay(config, args))
+    if args.command == "mlflow-webhook":
+        from hub.mlflow_webhook import run_mlflow_webhook
+
+        return _run(run_mlflow_webhook(config, args))
     roles = {"run": Roles(), "detect": Roles(deliver=False), "deliver": Roles(detect=False)}
     return _run(_serve(config, roles[args.command]))
 

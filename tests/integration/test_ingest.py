@@ -1,0 +1,388 @@
+"""The push path, end to end: a real ``mlflow server`` whose own webhook points at
+``/ingest/mlflow`` (aiohttp on 127.0.0.1), a real detector on the session broker, and an
+independent consumer on the topic.
+
+The detector's loop never runs (and its interval is an hour): until a test calls
+``poll_once``, a push is the only way an event reaches Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mlflow.tracking import MlflowClient
+from structlog.testing import capture_logs
+
+from hub.app import Hub, Roles
+from hub.config import HubConfig
+from hub.embedded import free_port
+from hub.errors import HubError
+from hub.ingest import add_ingest_routes
+from hub.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_mlflow_webhook
+from tests.support.kafka_reader import read_topic
+
+pytestmark = pytest.mark.timeout(240)
+SECRET = "integration-ingest-secret-7c1e"
+
+
+def config_for(server_url: str, bootstrap: str, topic: str, secret: str | None = SECRET
+               ) -> HubConfig:
+    return HubConfig(
+        mlflow={"tracking_uri": server_url, "request_retries": 0, "scan_timeout_s": 10},
+        kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3},
+        detector={"poll_interval_s": 3600},
+        ingest={"mlflow_secret": secret} if secret else {},
+        subscriptions=[],
+    )
+
+
+@dataclass
+class Arrival:
+    type: str
+    key: str | None
+    version: str | None
+    kafka_ms: int  # producer timestamp: when the hub published it
+    read_at: float  # time.time() when the independent consumer got it
+
+
+@dataclass
+class Tail:
+    """An independent consumer on the events topic, from its beginning, fetching eagerly."""
+
+    consumer: AIOKafkaConsumer
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    async def wait(self, count: int, timeout_s: float = 15) -> list[Arrival]:
+        """The next ``count`` arrivals (fails at the deadline)."""
+        start = len(self.arrivals)
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrivals) < start + count:
+            if time.monotonic() > deadline:
+                got = [a.type for a in self.arrivals[start:]]
+                raise AssertionError(f"expected {count} new events in {timeout_s}s, got {got}")
+            batch = await self.consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    headers = {k: v.decode() for k, v in m.headers}
+                    data = json.loads(m.value)
+                    self.arrivals.append(Arrival(
+                        headers["ce_type"], m.key.decode() if m.key else None,
+                        data.get("version"), m.timestamp, now))
+        return self.arrivals[start:]
+
+
+async def tail_topic(bootstrap: str, topic: str) -> Tail:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    await consumer.start()
+    partitions = consumer.partitions_for_topic(topic)
+    while partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    return Tail(consumer)
+
+
+async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{bound}"
+
+
+def mlflow_client(url: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=url, registry_uri=url)
+
+
+def experiment_run(client: MlflowClient) -> tuple[str, str]:
+    exp = client.get_experiment_by_name("ingest")
+    exp_id = exp.experiment_id if exp else client.create_experiment("ingest")
+    run = client.create_run(exp_id)
+    return run.info.run_id, f"{run.info.artifact_uri}/model"
+
+
+@dataclass
+class Pushed:
+    hub: Hub
+    client: MlflowClient
+    tail: Tail
+    ingest_url: str
+    config: HubConfig
+
+
+@pytest.fixture
+async def pushed(kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any
+                 ) -> AsyncIterator[Pushed]:
+    """A detector hub with its ingest endpoint, baselined; the MLflow server's webhook points
+    at the endpoint."""
+    server = mlflow_server_factory()
+    config = config_for(server.url, kafka_bootstrap, topic_name)
+    client = mlflow_client(server.url)
+    async with Hub(config, Roles(deliver=False)) as hub:
+        assert hub.detector is not None
+        app = web.Application()
+        add_ingest_routes(app, hub)
+        runner, base = await serve(app)
+        tail = await tail_topic(kafka_bootstrap, topic_name)
+        try:
+            assert await hub.detector.poll_once() == []  # baseline
+            events: list[Any] = list(WEBHOOK_EVENTS)
+            await asyncio.to_thread(client.create_webhook, "registry-hub",
+                                    f"{base}/ingest/mlflow", events, None, SECRET)
+            yield Pushed(hub, client, tail, f"{base}/ingest/mlflow", config)
+        finally:
+            await tail.consumer.stop()
+            await runner.cleanup()
+
+
+def pushes(logs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["mlflow_event"], e["model"]) for e in logs if e["event"] == "ingest.received"]
+
+
+async def test_a_push_publishes_at_once_and_the_poll_does_not_repeat_it(
+        pushed: Pushed, kafka_bootstrap: str, topic_name: str) -> None:
+    hub, client, tail = pushed.hub, pushed.client, pushed.tail
+    assert hub.detector is not None
+    latencies: list[tuple[float, float]] = []
+
+    async def mutate(fn: Any, *args: Any, **kwargs: Any) -> Arrival:
+        started = time.time()
+        await asyncio.to_thread(fn, *args, **kwargs)
+        (arrival,) = await tail.wait(1)
+        latencies.append((arrival.kafka_ms / 1000 - started, arrival.read_at - started))
+        return arrival
+
+    with capture_logs() as logs:
+        arrival = await mutate(client.create_registered_model, "iris")
+        assert (arrival.type, arrival.key) == ("registered_model.created", "iris")
+        assert await hub.detector.poll_once() == []
+
+        for n in range(1, 6):
+            run_id, source = await asyncio.to_thread(experiment_run, client)
+            arrival = await mutate(client.create_model_version, "iris", source, run_id)
+            assert (arrival.type, arrival.version) == ("model_version.created", str(n))
+            assert await hub.detector.poll_once() == []
+
+        arrival = await mutate(client.set_registered_model_alias, "iris", "champion", "2")
+        assert (arrival.type, arrival.version) == ("model_version_alias.created", "2")
+        arrival = await mutate(client.set_model_version_tag, "iris", "2", "validated", "true")
+        assert (arrival.type, arrival.version) == ("model_version_tag.set", "2")
+        arrival = await mutate(client.delete_model_version_tag, "iris", "2", "validated")
+        assert arrival.type == "model_version_tag.deleted"
+        arrival = await mutate(client.delete_registered_model_alias, "iris", "champion")
+        assert arrival.type == "model_version_alias.deleted"
+        assert await hub.detector.poll_once() == []
+
+    assert pushes(logs) == [("registered_model.created", "iris")] + [
+        ("model_version.created", "iris")] * 5 + [
+        ("model_version_alias.created", "iris"), ("model_version_tag.set", "iris"),
+        ("model_version_tag.deleted", "iris"), ("model_version_alias.deleted", "iris")]
+    metrics = hub.metrics.registry
+    assert metrics.get_sample_value("registry_hub_events_detected_total",
+                                    {"type": "model_version.created", "path": "push"}) == 5
+    assert metrics.get_sample_value("registry_hub_events_detected_total",
+                                    {"type": "model_version.created", "path": "poll"}) is None
+
+    records = await read_topic(kafka_bootstrap, topic_name, at_least=10, settle_s=1.0)
+    assert len(records) == 10, [r.type for r in records]
+    assert len({r.headers["ce_id"] for r in records}) == 10
+
+    to_kafka = sorted(1000 * k for k, _ in latencies)
+    to_reader = sorted(1000 * r for _, r in latencies)
+    print(f"\npush path, MLflow mutation start -> event on Kafka over {len(latencies)} changes: "
+          f"median {statistics.median(to_kafka):.1f} ms, max {to_kafka[-1]:.1f} ms; "
+          f"-> read by a consumer: median {statistics.median(to_reader):.1f} ms, "
+          f"max {to_reader[-1]:.1f} ms")
+    assert statistics.median(to_kafka) < 2000  # the loop's interval is an hour
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_what_mlflow_does_not_push_is_left_to_the_poll(pushed: Pushed) -> None:
+    hub, client, tail = pushed.hub, pushed.client, pushed.tail
+    assert hub.detector is not None
+    with capture_logs() as logs:
+        run_id, source = await asyncio.to_thread(experiment_run, client)
+        for name in ("iris", "other"):
+            await asyncio.to_thread(client.create_registered_model, name)
+            await asyncio.to_thread(client.create_model_version, name, source, run_id)
+        assert len(await tail.wait(4)) == 4
+        # MLflow sends concurrently: one push may publish what a later one is about
+        await until(lambda: len(pushes(logs)) == 4, "the four pushes")
+
+        # Not pushed by MLflow: a stage transition. Then a pushed change to another model,
+        # as a barrier: its push arriving means MLflow has sent what it sends by then.
+        await asyncio.to_thread(client.transition_model_version_stage, "iris", "1", "Staging")
+        await asyncio.to_thread(client.set_model_version_tag, "other", "1", "k", "v")
+        (barrier,) = await tail.wait(1)
+        await until(lambda: len(pushes(logs)) == 5, "the barrier's push")
+    assert (barrier.type, barrier.key) == ("model_version_tag.set", "other")
+    assert pushes(logs)[4:] == [("model_version_tag.set", "other")]
+
+    polled = await hub.detector.poll_once()
+    assert [(e.type, e.model, e.version, e.data["to_stage"]) for e in polled] == [
+        ("model_version.stage_transitioned", "iris", "1", "Staging")]
+    (arrival,) = await tail.wait(1)
+    assert (arrival.type, arrival.key) == ("model_version.stage_transitioned", "iris")
+    assert await hub.detector.poll_once() == []
+
+
+# --- registry-hub mlflow-webhook ------------------------------------------------------------
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="registry-hub", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_mlflow_webhook_parser(sub, common)
+    return parser.parse_args(["mlflow-webhook", *argv])
+
+
+def mlflow_reference_signature(secret: str, delivery_id: str, timestamp: str, body: bytes
+                               ) -> str:
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+                                    ).decode()
+
+
+@dataclass
+class Tapped:
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    answer: dict[str, Any]
+
+
+def tap_routes(app: web.Application, ingest_path: str, taps: list[Tapped]) -> None:
+    """``POST /tap``: record the raw delivery, forward it unchanged to the real ingest route
+    over the wire, and answer what the ingest answered."""
+
+    async def tap(request: web.Request) -> web.Response:
+        body = await request.read()
+        target = f"http://127.0.0.1:{request.url.port}{ingest_path}"
+        forwarded = {k: v for k, v in request.headers.items()
+                     if k.lower().startswith("x-mlflow-") or k.lower() == "content-type"}
+        async with aiohttp.ClientSession() as session, session.post(
+                target, data=body, headers=forwarded) as resp:
+            text = await resp.text()
+        taps.append(Tapped(dict(request.headers), body, resp.status, json.loads(text)))
+        return web.Response(status=resp.status, text=text, content_type="application/json")
+
+    app.router.add_post("/tap", tap)
+
+
+async def test_install_and_test_send_a_signed_delivery_the_ingest_accepts(
+        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    server = mlflow_server_factory()
+    config = config_for(server.url, kafka_bootstrap, topic_name)
+    taps: list[Tapped] = []
+    async with Hub(config, Roles(deliver=False)) as hub:
+        assert hub.detector is not None
+        assert await hub.detector.poll_once() == []
+        app = web.Application()
+        add_ingest_routes(app, hub)
+        tap_routes(app, "/ingest/mlflow", taps)
+        runner, base = await serve(app)
+        try:
+            assert await run_mlflow_webhook(config, cli("install", "--url", f"{base}/tap")) == 0
+            out = capsys.readouterr().out
+            assert "webhook created" in out and "configured ingest.mlflow_secret" in out
+            assert SECRET not in out
+            assert await run_mlflow_webhook(config, cli("install", "--url", f"{base}/tap")) == 0
+            assert "webhook updated" in capsys.readouterr().out  # re-runnable, no duplicate
+            assert await run_mlflow_webhook(config, cli("list")) == 0
+            listed = capsys.readouterr().out
+            assert listed.count(f"{base}/tap") == 1 and "1 webhook(s)" in listed
+
+            assert await run_mlflow_webhook(config, cli("test")) == 0
+            assert "test delivery OK (HTTP 200)" in capsys.readouterr().out
+            (delivery,) = taps
+            sent = json.loads(delivery.body)
+            assert f"{sent['entity']}.{sent['action']}" in WEBHOOK_EVENTS
+            assert sent["data"]["name"] == "example_model"  # MLflow's example payload
+            h = {k.lower(): v for k, v in delivery.headers.items()}
+            assert h["x-mlflow-signature"] == mlflow_reference_signature(
+                SECRET, h["x-mlflow-delivery-id"], h["x-mlflow-timestamp"], delivery.body)
+            # the example model does not exist: nothing to publish, and no error either
+            assert (delivery.status, delivery.answer) == (200, {"published": 0, "event_ids": []})
+
+            signed = {k: v for k, v in delivery.headers.items() if k.lower().startswith("x-ml")}
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{base}/ingest/mlflow", data=delivery.body,
+                                        headers=signed) as resp:
+                    assert (resp.status, (await resp.json())["duplicate"]) == (200, True)
+                tampered = delivery.body.replace(b"example_model", b"iris")
+                async with session.post(f"{base}/ingest/mlflow", data=tampered,
+                                        headers=signed) as resp:
+                    assert resp.status == 401
+
+            event = "model_version_alias.deleted"
+            assert await run_mlflow_webhook(config, cli("test", "--event", event)) == 0
+            assert json.loads(taps[-1].body)["entity"] == "model_version_alias"
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_generated_secret_is_printed_once_and_a_wrong_one_fails_the_test(
+        mlflow_server_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    server = mlflow_server_factory()
+    no_secret = config_for(server.url, "127.0.0.1:9", "unused", secret=None)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/ingest/mlflow"
+    assert await run_mlflow_webhook(no_secret, cli("install", "--url", url, "--name", "hub")) == 0
+    out = capsys.readouterr().out
+    secret = out.split("HUB_INGEST__MLFLOW_SECRET): ", 1)[1].split()[0]
+    assert len(secret) >= 32
+    webhook_id = out.split("id=", 1)[1].split()[0]
+
+    # A process without a detector, configured with the generated secret: signature checked,
+    # nothing published here (202).
+    hub = Hub(config_for(server.url, "127.0.0.1:9", "unused", secret=secret),
+              Roles(detect=False, deliver=False))
+    app = web.Application()
+    add_ingest_routes(app, hub)
+    runner, _ = await serve(app, port)
+    try:
+        assert await run_mlflow_webhook(no_secret, cli("test", "--id", webhook_id)) == 0
+        assert "test delivery OK (HTTP 202)" in capsys.readouterr().out
+
+        assert await run_mlflow_webhook(no_secret, cli(
+            "install", "--url", url, "--name", "hub", "--secret", "not-the-hubs-secret")) == 0
+        assert "not-the-hubs-secret" not in capsys.readouterr().out
+        assert await run_mlflow_webhook(no_secret, cli("test", "--name", "hub")) == 1
+        assert "test delivery FAILED (HTTP 401)" in capsys.readouterr().out
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unreachable_mlflow_is_a_clear_error_within_seconds() -> None:
+    config = config_for(f"http://127.0.0.1:{free_port()}", "127.0.0.1:9", "unused")
+    started = time.monotonic()
+    with pytest.raises(HubError, match=r"^MLflow at http://127\.0\.0\.1:\d+ could not list"):
+        await run_mlflow_webhook(config, cli("list"))
+    assert time.monotonic() - started < 30
