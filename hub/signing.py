@@ -131,8 +131,11 @@ def verify_mlflow(
     if missing:
         raise SignatureError(Reason.MISSING_HEADER, f"missing header(s): {', '.join(missing)}")
     delivery_id = lower[MLFLOW_DELIVERY_ID.lower()]
+    raw_timestamp = lower[MLFLOW_TIMESTAMP.lower()].strip()
     try:
-        timestamp = int(lower[MLFLOW_TIMESTAMP.lower()])
+        if not raw_timestamp.isascii() or len(raw_timestamp) > 20:
+            raise ValueError(raw_timestamp)
+        timestamp = int(raw_timestamp)
     except ValueError:
         raise SignatureError(Reason.BAD_TIMESTAMP,
                              f"{MLFLOW_TIMESTAMP} is not unix seconds") from None
@@ -144,7 +147,8 @@ def verify_mlflow(
         )
     expected = mlflow_signature(secret, delivery_id, timestamp, payload)
     offered = lower[MLFLOW_SIGNATURE.lower()].split()
-    if not any(hmac.compare_digest(expected.encode(), sig.encode()) for sig in offered):
+    if not any(hmac.compare_digest(expected.encode(), sig.encode("utf-8", "surrogateescape"))
+               for sig in offered):
         raise SignatureError(Reason.BAD_SIGNATURE,
                              f"{MLFLOW_SIGNATURE} does not match the payload and secret")
 

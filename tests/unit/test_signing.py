@@ -355,3 +355,21 @@ def test_resolve_headers_from_environment() -> None:
 def test_redact_url_drops_credentials_and_query() -> None:
     assert redact_url("https://u:p@h.example/T0/B1/s3cr3t?token=abc#f") == "https://h.example"
     assert redact_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
+
+
+def test_verify_mlflow_refuses_absurd_headers_without_crashing() -> None:
+    from hub.signing import SignatureError, verify_mlflow
+
+    cases = [
+        ({"X-MLflow-Delivery-Id": "d", "X-MLflow-Timestamp": "9" * 5000,
+          "X-MLflow-Signature": "v1,x"}, "bad_timestamp"),
+        ({"X-MLflow-Delivery-Id": "d", "X-MLflow-Timestamp": "100",
+          "X-MLflow-Signature": "v1,\udcff"}, "bad_signature"),
+    ]
+    for headers, reason in cases:
+        try:
+            verify_mlflow("secret", headers, b"{}", now=100)
+        except SignatureError as exc:
+            assert exc.reason == reason
+        else:
+            raise AssertionError("must be refused")
