@@ -169,3 +169,21 @@ async def test_subscription_filters_and_replay_from_the_events_topic(
         assert [j.event.id for j in jobs] == ["evt-p"]
         hits = await receiver.wait_for(2)
     assert [h.headers["webhook-id"] for h in hits] == ["evt-p", "evt-p"]
+
+
+async def test_retry_after_on_429_is_honoured_over_a_shorter_schedule(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    receiver.failures["b"] = 1
+    config = delivery_config(kafka_bootstrap, topic_name,
+                             [webhook("busy", f"{receiver.url}/busy/b/2")], schedule=[0.05])
+    await publish(config, [event(1)])
+    async with running_worker(config):
+        (hit,) = await receiver.wait_for(1)
+    attempts = await read_topic(kafka_bootstrap, config.deliveries_topic, at_least=2)
+    first, second = (a.data for a in attempts)
+    assert (first["status"], first["http_status"], second["status"]) == (
+        "retry", 429, "delivered")
+    assert first["next_attempt_in_s"] >= 2
+    waited = (datetime.fromisoformat(second["at"]) - datetime.fromisoformat(first["at"]))
+    assert waited.total_seconds() >= 1.9, "the 0.05 s schedule must yield to Retry-After: 2"
+    assert hit.headers["webhook-id"] == "evt-1"

@@ -30,7 +30,8 @@ class Hit:
 class Receiver:
     """Paths: ``/ok``; ``/slow/<ms>`` answers 200 after that delay; ``/fail/<name>``
     answers 500 while ``failures[name] > 0``; ``/hang`` never answers; ``/status/<code>``
-    answers that code; ``/down/<name>`` answers 503 while ``name`` is in ``down``."""
+    answers that code; ``/down/<name>`` answers 503 while ``name`` is in ``down``;
+    ``/busy/<name>/<s>`` answers 429 with ``Retry-After: <s>`` while ``failures[name] > 0``."""
 
     url: str = ""
     hits: list[Hit] = field(default_factory=list)
@@ -58,6 +59,9 @@ class Receiver:
             status = 500
         elif parts[0] == "status":
             status = int(parts[1])
+        elif parts[0] == "busy" and self.failures.get(parts[1], 0) > 0:
+            self.failures[parts[1]] -= 1
+            return web.Response(status=429, headers={"Retry-After": parts[2]})
         elif parts[0] == "down" and parts[1] in self.down:
             status = 503
         if status < 300:
