@@ -5,18 +5,17 @@ and a Kafka command topic (``deploy.requests``) whose records follow
 ``docs/deploy-request.schema.json``. Every request carries an idempotency key derived from
 the subscription and the event id, so a redelivery can be told apart from a new deployment.
 The hub's router applies ``events``/``models``/``when`` before :meth:`DeployHandler.deliver`
-is called. Payloads and status mapping are pure, in ``handlers.deploy_targets``.
+is called. Payloads and status mapping are pure, in ``handlers.deploy_targets``; the lineage
+sent with ``include_lineage`` comes from ``handlers.deploy_lineage``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import quote
@@ -34,6 +33,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from yarl import URL
 
+from handlers.deploy_lineage import LineageCache, lineage_of
 from handlers.deploy_targets import (
     DEFAULT_WORKFLOW_INPUTS,
     GITHUB_MAX_KEYS,
@@ -220,60 +220,6 @@ def _known_placeholders(template: Any) -> None:
                          f"{', '.join(PLACEHOLDERS)} (write {{{{ and }}}} for literal braces)")
 
 
-# --- lineage --------------------------------------------------------------------------------
-
-def fetch_lineage(client: Any, model: str, version: str) -> dict[str, Any]:
-    """Blocking (run through ``context.mlflow_call``): as the seed's ``get_model_lineage``
-    gathers it — the version's run, its experiment, params and metrics, the version tags."""
-    mv = client.get_model_version(model, version)
-    lineage: dict[str, Any] = {"run_id": mv.run_id or None, "experiment_id": None,
-                               "experiment_name": None, "params": {}, "metrics": {},
-                               "tags": dict(mv.tags or {})}
-    if mv.run_id:
-        run = client.get_run(mv.run_id)
-        experiment = client.get_experiment(run.info.experiment_id)
-        lineage.update(
-            experiment_id=str(run.info.experiment_id), experiment_name=experiment.name,
-            params=dict(run.data.params),
-            # NaN/inf are not JSON
-            metrics={k: v if math.isfinite(v) else None for k, v in run.data.metrics.items()},
-        )
-    return lineage
-
-
-class LineageCache:
-    """Bounded LRU of lineage per (model, version); concurrent misses fetch once and
-    failures are not cached."""
-
-    def __init__(self, max_entries: int = 512) -> None:
-        self._max = max_entries
-        self._values: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
-
-    async def get(self, key: tuple[str, str],
-                  fetch: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        while key not in self._values:
-            waiting = self._inflight.get(key)
-            if waiting is None:
-                return await self._fetch(key, fetch)
-            await waiting.wait()
-        self._values.move_to_end(key)
-        return self._values[key]
-
-    async def _fetch(self, key: tuple[str, str],
-                     fetch: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        done = self._inflight[key] = asyncio.Event()
-        try:
-            value = await fetch()
-            self._values[key] = value
-            while len(self._values) > self._max:
-                self._values.popitem(last=False)
-            return value
-        finally:
-            del self._inflight[key]
-            done.set()
-
-
 # --- the handler ----------------------------------------------------------------------------
 
 class DeployHandler:
@@ -326,21 +272,9 @@ class DeployHandler:
         return None
 
     async def _lineage_of(self, event: Event) -> dict[str, Any] | None:
-        version = event.version or event.data.get("version")
-        if version is None:
-            return None  # a registered-model event: no version, no lineage
-        assert self._context.mlflow_call is not None
         call = self._context.mlflow_call
-
-        async def fetch() -> dict[str, Any]:
-            async with asyncio.timeout(self._options.timeout_s):
-                result: dict[str, Any] = await call(fetch_lineage, event.model, str(version))
-                return result
-
-        lineage = dict(await self._lineage.get((event.model, str(version)), fetch))
-        if isinstance(event.data.get("tags"), dict):  # current at the event, fresher than cache
-            lineage["tags"] = dict(event.data["tags"])
-        return lineage
+        assert call is not None  # checked in __init__: include_lineage needs it
+        return await lineage_of(event, self._lineage, call, self._options.timeout_s)
 
     async def _publish(self, request: DeployRequest) -> Outcome:
         o = self._options
@@ -415,4 +349,4 @@ class DeployHandler:
         return f"DeployHandler({self.name!r}, target={self._options.target!r})"
 
 
-__all__ = ["DeployHandler", "DeployOptions", "LineageCache", "expand_env", "fetch_lineage"]
+__all__ = ["DeployHandler", "DeployOptions", "expand_env"]

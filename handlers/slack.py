@@ -11,7 +11,8 @@ posting to it: one request at a time, each starting ``min_interval_s`` (default 
 the previous one finished, so Slack sees arrivals at least that far apart. Deliveries queue
 in arrival order (none are dropped); the queue is bounded by the hub's in-flight limit.
 After a 429 the channel is blocked for ``Retry-After``: queued deliveries then return
-``retry`` with the time left instead of waiting.
+``retry`` with the time left instead of waiting. The pacer and the thread map below live in
+:mod:`handlers.slack_pacing`.
 
 **Threads** (bot token, ``thread_by_version``): the first message for a model version starts
 a thread; later events for that version reply in it (created → Staging → Production), with
@@ -54,10 +55,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -70,6 +69,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from yarl import URL
 
 from handlers.slack_messages import SlackMessage, build_message, validate_templates
+from handlers.slack_pacing import ChannelPacer, ThreadMap
 from hub.errors import PluginError
 from hub.events import Event
 from hub.http import find_refusal, parse_retry_after
@@ -167,19 +167,6 @@ class SlackOptions(HandlerOptions):
 # --- pure decisions ------------------------------------------------------------------------
 
 
-def pacing_delay(*, now: float, last_sent: float | None, min_interval_s: float) -> float:
-    """Seconds to wait before the next message to a channel may go out, ``last_sent`` being
-    when the previous request finished. Pure."""
-    if last_sent is None:
-        return 0.0
-    return max(0.0, last_sent + min_interval_s - now)
-
-
-def blocked_for(*, now: float, blocked_until: float | None) -> float:
-    """Seconds a channel stays blocked by a 429's ``Retry-After``. Pure."""
-    return 0.0 if blocked_until is None else max(0.0, blocked_until - now)
-
-
 def classify(status: int | None, error: str, retry_after_s: float | None = None) -> Outcome:
     """The outcome of one Slack answer (see the module table). ``error`` is the Web API's
     ``error`` field or the incoming webhook's plain-text body ("" when it said ok). Pure."""
@@ -199,76 +186,6 @@ def classify(status: int | None, error: str, retry_after_s: float | None = None)
     if error in TRANSIENT_ERRORS or status in RETRY_STATUSES or (status or 0) >= 500:
         return Outcome.retry(detail, http_status=status, retry_after_s=retry_after_s)
     return Outcome.failed(detail, http_status=status)
-
-
-# --- per-channel pacing and threads --------------------------------------------------------
-
-
-@dataclass
-class ChannelPacer:
-    """Queues messages to one channel: FIFO (``asyncio.Lock`` is fair), one request at a
-    time, the next one starting ``min_interval_s`` after the previous one *finished*, so
-    arrivals at Slack are at least that far apart whatever the network latency.
-    ``clock``/``sleep`` are injectable."""
-
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
-    last_sent: float | None = None
-    blocked_until: float | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @asynccontextmanager
-    async def turn(self, min_interval_s: float) -> AsyncIterator[float]:
-        """Hold this channel's turn. Yields 0 (send now), or the seconds the channel stays
-        blocked by a 429 (send nothing: the caller answers ``retry``)."""
-        async with self.lock:
-            blocked = await self._wait(min_interval_s)
-            try:
-                yield blocked
-            finally:
-                if not blocked:
-                    self.last_sent = self.clock()
-
-    async def _wait(self, min_interval_s: float) -> float:
-        while True:
-            blocked = blocked_for(now=self.clock(), blocked_until=self.blocked_until)
-            if blocked > 0:
-                return blocked
-            delay = pacing_delay(now=self.clock(), last_sent=self.last_sent,
-                                 min_interval_s=min_interval_s)
-            if delay <= 0:
-                return 0.0
-            await self.sleep(delay)
-
-    def block(self, seconds: float) -> None:
-        until = self.clock() + seconds
-        self.blocked_until = max(until, self.blocked_until or until)
-
-
-class ThreadMap:
-    """``(model, version) -> (channel id, thread ts)``, least recently used evicted."""
-
-    def __init__(self, max_size: int) -> None:
-        self._max = max_size
-        self._items: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> tuple[str, str] | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: tuple[str, str], value: tuple[str, str]) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self._items.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def _digest(*parts: str) -> str:
@@ -465,5 +382,4 @@ def _api_error(exc: SlackApiError) -> _Answer:
                    headers.get("Retry-After"), messages=messages)
 
 
-__all__ = ["ChannelPacer", "SlackHandler", "SlackOptions", "ThreadMap", "blocked_for",
-           "classify", "pacing_delay"]
+__all__ = ["SlackHandler", "SlackOptions", "classify"]

@@ -6,7 +6,8 @@ signed ``/ingest`` stay open. Every answer is JSON (``{"error": ..., "field": ..
 failure): 400 malformed request (bad JSON, not an object, bad query parameter), 401 missing
 or wrong token, 404 unknown subscription, 409 read-only (config-file) subscription or name
 taken, 422 a well-formed subscription that fails validation, 503 Kafka unavailable (and
-``/readyz`` when a check fails). Bad input never yields a 5xx.
+``/readyz`` when a check fails). Bad input never yields a 5xx. The subscription routes are
+in :mod:`hub.admin_subscriptions`, the pure body handling in :mod:`hub.admin_bodies`.
 
 Secrets never leave: subscription options are shown with every secret (``SecretStr``
 fields, ``secret``/``token``/``password``/``authorization`` keys, header values) as
@@ -23,31 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub.admin_bodies import (
-    ApiError,
-    description_of,
-    merge_patch,
-    parse_object,
-    sample_event,
-    unmask,
-    validate_subscription,
-    view,
-)
-from hub.bus import connection_options
-from hub.config import KafkaConfig, SubscriptionConfig
-from hub.errors import BusError, ConfigError, PluginError
+from hub.admin_bodies import ApiError, parse_object
+from hub.admin_subscriptions import SubscriptionRoutes
+from hub.bus import connection_options, recent_records
+from hub.errors import BusError, ConfigError
 from hub.ingest import add_ingest_routes
 from hub.jobs import Attempt
-from hub.outcome import Outcome, Status
-from hub.plugins import build_handlers
+from hub.outcome import Status
 from hub.replay import dead_letters, replay_dead_letters
-from hub.source import redact_uri
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -75,46 +64,6 @@ class _ReplayRequest(BaseModel):
 
     subscription: str | None = None
     event_id: str | None = None
-
-
-async def recent_records(config: KafkaConfig, bootstrap: str, topic: str, per_partition: int,
-                         *, timeout_s: float = 10) -> list[Any]:
-    """At most the last ``per_partition`` records of each partition (no group, no commit)."""
-    consumer = AIOKafkaConsumer(**connection_options(config, bootstrap),
-                                enable_auto_commit=False)
-    records: list[Any] = []
-    try:
-        await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return records
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
-        deadline = time.monotonic() + timeout_s
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=per_partition)
-            for msgs in batch.values():
-                records.extend(msgs)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        # Tansu reports the end of a multi-record batch short: one more short fetch
-        for msgs in (await consumer.getmany(*tps, timeout_ms=100)).values():
-            records.extend(msgs)
-    except KafkaError as exc:
-        raise BusError(f"cannot read topic {topic}: {exc!r}") from exc
-    finally:
-        await consumer.stop()
-    newest: dict[int, list[Any]] = {}
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        newest.setdefault(record.partition, []).append(record)
-    return [r for rs in newest.values() for r in rs[-per_partition:]]
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -174,13 +123,7 @@ class AdminServer:
         r.add_get("/healthz", self._healthz)
         r.add_get("/readyz", self._readyz)
         r.add_get("/metrics", self._metrics)
-        r.add_get("/api/subscriptions", self._list)
-        r.add_post("/api/subscriptions", self._create)
-        r.add_get("/api/subscriptions/{name}", self._get)
-        r.add_put("/api/subscriptions/{name}", self._replace)
-        r.add_patch("/api/subscriptions/{name}", self._patch)
-        r.add_delete("/api/subscriptions/{name}", self._delete)
-        r.add_post("/api/subscriptions/{name}/test", self._test)
+        SubscriptionRoutes(self.hub, self.store).add_to(r)  # /api/subscriptions[/{name}[/test]]
         r.add_get("/api/deliveries", self._deliveries)
         r.add_get("/api/dead-letters", self._dead_letters)
         r.add_post("/api/dead-letters/replay", self._replay)
@@ -282,124 +225,6 @@ class AdminServer:
         return web.Response(body=self.hub.metrics.render(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    # --- subscriptions ----------------------------------------------------------------
-
-    def _config_subs(self) -> dict[str, SubscriptionConfig]:
-        return {s.name: s for s in self.hub.config.subscriptions}
-
-    def _find(self, name: str) -> tuple[SubscriptionConfig, str]:
-        if name in (config := self._config_subs()):
-            return config[name], "config"
-        if self.store is not None and name in self.store.subscriptions:
-            return self.store.subscriptions[name], "runtime"
-        raise ApiError(404, f"no subscription named {name!r}", "name")
-
-    def _view(self, sub: SubscriptionConfig, source: str) -> dict[str, Any]:
-        description = self.store.descriptions.get(sub.name) if self.store else None
-        return view(sub, source, description)
-
-    def _writable(self, name: str) -> SubscriptionStore:
-        if name in self._config_subs():
-            raise ApiError(409, f"subscription {name!r} comes from the configuration file and "
-                                "is read-only; change it there", "name")
-        if self.store is None:
-            raise ApiError(409, "runtime subscriptions are not enabled in this process")
-        return self.store
-
-    async def _list(self, request: web.Request) -> web.Response:
-        items = [self._view(s, "config") for s in self.hub.config.subscriptions]
-        if self.store is not None:
-            items += [self._view(s, "runtime") for _, s in sorted(self.store.subscriptions.items())]
-        return web.json_response({"subscriptions": items})
-
-    async def _get(self, request: web.Request) -> web.Response:
-        return web.json_response(self._view(*self._find(request.match_info["name"])))
-
-    async def _create(self, request: web.Request) -> web.Response:
-        body = parse_object(await request.read())
-        description = description_of(body)
-        name = body.get("name")
-        if isinstance(name, str) and self.store is not None and (
-                name in self.store.subscriptions):
-            raise ApiError(409, f"subscription {name!r} exists; use PUT or PATCH to change it",
-                           "name")
-        sub = validate_subscription(body)
-        store = self._writable(sub.name)
-        await self._put(store, sub, description)
-        log.info("admin.subscription_created", subscription=sub.name, handler=sub.handler)
-        return web.json_response(self._view(sub, "runtime"), status=201)
-
-    async def _replace(self, request: web.Request) -> web.Response:
-        return await self._update(request, patch=False)
-
-    async def _patch(self, request: web.Request) -> web.Response:
-        return await self._update(request, patch=True)
-
-    async def _update(self, request: web.Request, *, patch: bool) -> web.Response:
-        name = request.match_info["name"]
-        body = parse_object(await request.read())
-        current, _ = self._find(name)
-        store = self._writable(name)
-        stored = current.model_dump(mode="json")
-        description = description_of(body, default=store.descriptions.get(name))
-        body = unmask(body, stored)
-        if body.setdefault("name", name) != name:
-            raise ApiError(422, "the name in the body differs from the URL; subscriptions "
-                                "cannot be renamed (create a new one)", "name")
-        sub = validate_subscription(merge_patch(stored, body) if patch else body)
-        await self._put(store, sub, description)
-        log.info("admin.subscription_updated", subscription=name, patch=patch)
-        return web.json_response(self._view(sub, "runtime"))
-
-    async def _put(self, store: SubscriptionStore, sub: SubscriptionConfig,
-                   description: str | None) -> None:
-        try:
-            await store.put(sub, description=description)
-        except (ConfigError, PluginError) as exc:
-            field = getattr(exc, "field", None)
-            raise ApiError(422, str(exc), field) from None
-
-    async def _delete(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self._find(name)
-        if not await self._writable(name).delete(name):
-            raise ApiError(404, f"no subscription named {name!r}", "name")
-        log.info("admin.subscription_deleted", subscription=name)
-        return web.Response(status=204)
-
-    async def _test(self, request: web.Request) -> web.Response:
-        sub, _ = self._find(request.match_info["name"])
-        worker = self.hub.worker
-        if worker is None:
-            raise ApiError(409, "this process does not deliver (no deliver role); send the "
-                                "test to a hub running `run` or `deliver`")
-        event = sample_event(sub, redact_uri(self.hub.config.mlflow.tracking_uri))
-        handler = worker.handlers.get(sub.name)
-        temporary = handler is None
-        if handler is None:  # disabled here, or its handler failed to build: build one now
-            try:
-                handler = build_handlers([sub], worker.context)[sub.name]
-            except (ConfigError, PluginError) as exc:
-                raise ApiError(409, f"the handler cannot be built: {exc}") from None
-        started = time.perf_counter()
-        try:
-            outcome = await handler.deliver(event)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a plugin bug is reported, not raised
-            outcome = Outcome.retry(f"handler raised {type(exc).__name__}")
-        finally:
-            if temporary:
-                await handler.aclose()
-        latency = outcome.latency_s if outcome.latency_s is not None \
-            else time.perf_counter() - started
-        log.info("admin.test_delivery", subscription=sub.name, event_id=event.id,
-                 status=outcome.status.value, http_status=outcome.http_status)
-        return web.json_response({
-            "event_id": event.id, "status": outcome.status.value,
-            "http_status": outcome.http_status, "detail": outcome.detail,
-            "latency_ms": round(latency * 1000, 2)})
-
     # --- deliveries and dead letters --------------------------------------------------
 
     async def _deliveries(self, request: web.Request) -> web.Response:
@@ -469,4 +294,4 @@ def _error(status: int, message: str, field: str | None = None, *,
     return web.json_response(body, status=status, headers=headers)
 
 
-__all__ = ["AdminServer", "recent_records"]
+__all__ = ["AdminServer"]

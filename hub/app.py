@@ -15,7 +15,8 @@ from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
 from hub.detector import Detector, EventSink
 from hub.embedded import EmbeddedBroker
-from hub.leader import LeaderElection, lead
+from hub.leader import LeaderElection
+from hub.leadership import lead
 from hub.metrics import Metrics
 from hub.source import RegistrySource, redact_uri
 from hub.substore import SubscriptionStore

@@ -1,5 +1,6 @@
-"""Kafka plumbing shared by the detector and the workers: connection settings, topics, and
-a publisher that only returns once the broker acknowledged (``acks=all``)."""
+"""Kafka plumbing shared by the detector, the workers and the admin API: connection settings,
+topics, a publisher that only returns once the broker acknowledged (``acks=all``), and
+group-less reads of a topic (all of it, or its newest records)."""
 
 from __future__ import annotations
 
@@ -130,14 +131,9 @@ async def read_to_end(config: KafkaConfig, bootstrap_servers: str, topic: str, *
     records: list[Any] = []
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await _assign_all(consumer, topic)
         if not tps:
             return records
-        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if since_ms is None:
             await consumer.seek_to_beginning(*tps)
@@ -164,3 +160,51 @@ async def read_to_end(config: KafkaConfig, bootstrap_servers: str, topic: str, *
     finally:
         await consumer.stop()
     return records
+
+
+async def recent_records(config: KafkaConfig, bootstrap: str, topic: str, per_partition: int,
+                         *, timeout_s: float = 10) -> list[Any]:
+    """At most the last ``per_partition`` records of each partition (no group, no commit)."""
+    consumer = AIOKafkaConsumer(**connection_options(config, bootstrap),
+                                enable_auto_commit=False)
+    records: list[Any] = []
+    try:
+        await consumer.start()
+        tps = await _assign_all(consumer, topic)
+        if not tps:
+            return records
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=per_partition)
+            for msgs in batch.values():
+                records.extend(msgs)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        # Tansu reports the end of a multi-record batch short: one more short fetch
+        for msgs in (await consumer.getmany(*tps, timeout_ms=100)).values():
+            records.extend(msgs)
+    except KafkaError as exc:
+        raise BusError(f"cannot read topic {topic}: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    newest: dict[int, list[Any]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        newest.setdefault(record.partition, []).append(record)
+    return [r for rs in newest.values() for r in rs[-per_partition:]]
+
+
+async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to the started ``consumer``, refreshing the
+    metadata once if the topic is not known yet; ``[]`` (nothing assigned) if it has none."""
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if tps:
+        consumer.assign(tps)
+    return tps

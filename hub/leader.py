@@ -11,7 +11,8 @@ Guarantee and its limits:
 * **At most one active detector while group membership is healthy.** Kafka's (eager)
   rebalance revokes partition 0 from the old holder before anyone else is assigned it, and
   the revocation callback waits until the caller stepped down (:meth:`stepped_down`, done by
-  :func:`lead` once the detector loop has returned) or ``handover_timeout_s`` passed.
+  :func:`hub.leadership.lead` once the detector loop has returned) or
+  ``handover_timeout_s`` passed.
 * **A leader must keep proving its membership.** It renews a lease by committing its offset
   on partition 0 every heartbeat interval; the broker refuses the commit from a member it
   has expelled. The lease lasts ``session_timeout - heartbeat_interval`` from the moment the
@@ -37,7 +38,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -150,7 +151,7 @@ class LeaderElection:
 
     ``await election.wait_until_leader()``, then act while :attr:`is_leader`; learn of the
     loss with :meth:`wait_until_lost` (or the :attr:`lost` event), stop acting, and call
-    :meth:`stepped_down`. :func:`lead` does exactly this for the detector.
+    :meth:`stepped_down`. :func:`hub.leadership.lead` does exactly this for the detector.
     """
 
     def __init__(self, kafka: KafkaConfig, bootstrap_servers: str, *, group_id: str,
@@ -396,63 +397,4 @@ class _FencedSink:
         await self._sink.publish(events)
 
 
-# --- running the detector only while leading ---------------------------------------------
-
-class Detectable(Protocol):
-    """What :func:`lead` needs from :class:`hub.detector.Detector`."""
-
-    state: Any
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-
-async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio.Event) -> None:
-    """Run ``detector`` while this process is the elected leader, until ``stopping`` is set.
-
-    On each acquisition the detector forgets its in-memory state, so its first poll reloads
-    the checkpoint the previous leader left in Kafka. On loss (or ``stopping``) the detector
-    is stopped and its loop awaited (cancelled after ``election.handover_timeout_s``) before
-    the election is told it may hand over.
-    """
-    while not stopping.is_set():
-        if not await _first(election.wait_until_leader(), stopping):
-            return
-        detector.state = None
-        detector.resume()
-        run = asyncio.create_task(detector.run(), name="detector")
-        log.info("leader.detecting", identity=election.identity)
-        try:
-            await _first(election.wait_until_lost(), stopping, run)
-        finally:
-            detector.stop()
-            done, _ = await asyncio.wait({run}, timeout=election.handover_timeout_s)
-            if not done:
-                run.cancel()
-                await asyncio.gather(run, return_exceptions=True)
-            detector.state = None  # a standby must not act on (push into) a stale snapshot
-            election.stepped_down()
-            log.info("leader.stepped_down", identity=election.identity)
-        failure = run.exception() if run.done() and not run.cancelled() else None
-        if failure is not None:
-            raise failure
-
-
-async def _first(awaitable: Awaitable[None], stopping: asyncio.Event,
-                 *others: asyncio.Task[None]) -> bool:
-    """Wait for ``awaitable`` or ``stopping`` or any of ``others``; True if ``awaitable`` won."""
-    main = asyncio.ensure_future(awaitable)
-    stop = asyncio.create_task(stopping.wait())
-    try:
-        await asyncio.wait({main, stop, *others}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (main, stop):
-            if not task.done():
-                task.cancel()
-    if main.done() and not main.cancelled():
-        main.result()  # surfaces a failed election
-        return not stopping.is_set()
-    return False
+__all__ = ["LEADER_PARTITION", "Claim", "EventSink", "LeaderElection", "choose_leader"]

@@ -30,7 +30,8 @@ from mlflow.tracking import MlflowClient
 from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
-from hub.leader import Claim, LeaderElection, choose_leader, lead
+from hub.leader import Claim, LeaderElection, choose_leader
+from hub.leadership import lead
 from hub.worker import ensure_hub_topics
 from tests.support.kafka_reader import Record, read_topic
 from tests.support.receiver import SECRET, Receiver

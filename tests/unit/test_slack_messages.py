@@ -13,14 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from handlers.slack import (
-    ChannelPacer,
-    SlackOptions,
-    ThreadMap,
-    blocked_for,
-    classify,
-    pacing_delay,
-)
+from handlers.slack import SlackOptions, classify
 from handlers.slack_messages import (
     MAX_BLOCKS,
     MAX_FIELD,
@@ -33,6 +26,7 @@ from handlers.slack_messages import (
     truncate,
     validate_templates,
 )
+from handlers.slack_pacing import ChannelPacer, ThreadMap, blocked_for, pacing_delay
 from hub.events import EVENT_TYPES, Event
 from hub.outcome import Status
 

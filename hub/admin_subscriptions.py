@@ -1,0 +1,176 @@
+"""The admin API's subscription routes: list, create, read, replace, patch, delete, test.
+
+``/api/subscriptions`` shows the configuration file's subscriptions (read-only: 409 on a
+change) and the runtime ones of the :class:`hub.substore.SubscriptionStore`, which the
+routes write. Bodies are parsed, validated and masked by :mod:`hub.admin_bodies`; errors are
+raised as :class:`~hub.admin_bodies.ApiError` and answered by the admin server's middleware.
+``POST /api/subscriptions/{name}/test`` delivers a sample event through the subscription's
+handler at once and answers with the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from hub.admin_bodies import (
+    ApiError,
+    description_of,
+    merge_patch,
+    parse_object,
+    sample_event,
+    unmask,
+    validate_subscription,
+    view,
+)
+from hub.config import SubscriptionConfig
+from hub.errors import ConfigError, PluginError
+from hub.outcome import Outcome
+from hub.plugins import build_handlers
+from hub.source import redact_uri
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+    from hub.substore import SubscriptionStore
+
+log = structlog.get_logger(__name__)
+
+
+class SubscriptionRoutes:
+    """The handlers behind ``/api/subscriptions``; :meth:`add_to` registers them."""
+
+    def __init__(self, hub: Hub, store: SubscriptionStore | None) -> None:
+        self.hub = hub
+        self.store = store
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/subscriptions", self._list)
+        router.add_post("/api/subscriptions", self._create)
+        router.add_get("/api/subscriptions/{name}", self._get)
+        router.add_put("/api/subscriptions/{name}", self._replace)
+        router.add_patch("/api/subscriptions/{name}", self._patch)
+        router.add_delete("/api/subscriptions/{name}", self._delete)
+        router.add_post("/api/subscriptions/{name}/test", self._test)
+
+    def _config_subs(self) -> dict[str, SubscriptionConfig]:
+        return {s.name: s for s in self.hub.config.subscriptions}
+
+    def _find(self, name: str) -> tuple[SubscriptionConfig, str]:
+        if name in (config := self._config_subs()):
+            return config[name], "config"
+        if self.store is not None and name in self.store.subscriptions:
+            return self.store.subscriptions[name], "runtime"
+        raise ApiError(404, f"no subscription named {name!r}", "name")
+
+    def _view(self, sub: SubscriptionConfig, source: str) -> dict[str, Any]:
+        description = self.store.descriptions.get(sub.name) if self.store else None
+        return view(sub, source, description)
+
+    def _writable(self, name: str) -> SubscriptionStore:
+        if name in self._config_subs():
+            raise ApiError(409, f"subscription {name!r} comes from the configuration file and "
+                                "is read-only; change it there", "name")
+        if self.store is None:
+            raise ApiError(409, "runtime subscriptions are not enabled in this process")
+        return self.store
+
+    async def _list(self, request: web.Request) -> web.Response:
+        items = [self._view(s, "config") for s in self.hub.config.subscriptions]
+        if self.store is not None:
+            items += [self._view(s, "runtime") for _, s in sorted(self.store.subscriptions.items())]
+        return web.json_response({"subscriptions": items})
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._view(*self._find(request.match_info["name"])))
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = parse_object(await request.read())
+        description = description_of(body)
+        name = body.get("name")
+        if isinstance(name, str) and self.store is not None and (
+                name in self.store.subscriptions):
+            raise ApiError(409, f"subscription {name!r} exists; use PUT or PATCH to change it",
+                           "name")
+        sub = validate_subscription(body)
+        store = self._writable(sub.name)
+        await self._put(store, sub, description)
+        log.info("admin.subscription_created", subscription=sub.name, handler=sub.handler)
+        return web.json_response(self._view(sub, "runtime"), status=201)
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=False)
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=True)
+
+    async def _update(self, request: web.Request, *, patch: bool) -> web.Response:
+        name = request.match_info["name"]
+        body = parse_object(await request.read())
+        current, _ = self._find(name)
+        store = self._writable(name)
+        stored = current.model_dump(mode="json")
+        description = description_of(body, default=store.descriptions.get(name))
+        body = unmask(body, stored)
+        if body.setdefault("name", name) != name:
+            raise ApiError(422, "the name in the body differs from the URL; subscriptions "
+                                "cannot be renamed (create a new one)", "name")
+        sub = validate_subscription(merge_patch(stored, body) if patch else body)
+        await self._put(store, sub, description)
+        log.info("admin.subscription_updated", subscription=name, patch=patch)
+        return web.json_response(self._view(sub, "runtime"))
+
+    async def _put(self, store: SubscriptionStore, sub: SubscriptionConfig,
+                   description: str | None) -> None:
+        try:
+            await store.put(sub, description=description)
+        except (ConfigError, PluginError) as exc:
+            field = getattr(exc, "field", None)
+            raise ApiError(422, str(exc), field) from None
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self._find(name)
+        if not await self._writable(name).delete(name):
+            raise ApiError(404, f"no subscription named {name!r}", "name")
+        log.info("admin.subscription_deleted", subscription=name)
+        return web.Response(status=204)
+
+    async def _test(self, request: web.Request) -> web.Response:
+        sub, _ = self._find(request.match_info["name"])
+        worker = self.hub.worker
+        if worker is None:
+            raise ApiError(409, "this process does not deliver (no deliver role); send the "
+                                "test to a hub running `run` or `deliver`")
+        event = sample_event(sub, redact_uri(self.hub.config.mlflow.tracking_uri))
+        handler = worker.handlers.get(sub.name)
+        temporary = handler is None
+        if handler is None:  # disabled here, or its handler failed to build: build one now
+            try:
+                handler = build_handlers([sub], worker.context)[sub.name]
+            except (ConfigError, PluginError) as exc:
+                raise ApiError(409, f"the handler cannot be built: {exc}") from None
+        started = time.perf_counter()
+        try:
+            outcome = await handler.deliver(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a plugin bug is reported, not raised
+            outcome = Outcome.retry(f"handler raised {type(exc).__name__}")
+        finally:
+            if temporary:
+                await handler.aclose()
+        latency = outcome.latency_s if outcome.latency_s is not None \
+            else time.perf_counter() - started
+        log.info("admin.test_delivery", subscription=sub.name, event_id=event.id,
+                 status=outcome.status.value, http_status=outcome.http_status)
+        return web.json_response({
+            "event_id": event.id, "status": outcome.status.value,
+            "http_status": outcome.http_status, "detail": outcome.detail,
+            "latency_ms": round(latency * 1000, 2)})
+
+
+__all__ = ["SubscriptionRoutes"]

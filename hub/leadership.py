@@ -1,0 +1,81 @@
+"""Running the detector only while this process is the elected leader.
+
+:func:`lead` turns the :class:`hub.leader.LeaderElection`'s acquisitions and losses into
+starting and stopping the detector loop, and tells the election when it may hand over
+(:meth:`~hub.leader.LeaderElection.stepped_down`) once the loop has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+import structlog
+
+from hub.leader import LeaderElection
+
+log = structlog.get_logger(__name__)
+
+
+class Detectable(Protocol):
+    """What :func:`lead` needs from :class:`hub.detector.Detector`."""
+
+    state: Any
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio.Event) -> None:
+    """Run ``detector`` while this process is the elected leader, until ``stopping`` is set.
+
+    On each acquisition the detector forgets its in-memory state, so its first poll reloads
+    the checkpoint the previous leader left in Kafka. On loss (or ``stopping``) the detector
+    is stopped and its loop awaited (cancelled after ``election.handover_timeout_s``) before
+    the election is told it may hand over.
+    """
+    while not stopping.is_set():
+        if not await _first(election.wait_until_leader(), stopping):
+            return
+        detector.state = None
+        detector.resume()
+        run = asyncio.create_task(detector.run(), name="detector")
+        log.info("leader.detecting", identity=election.identity)
+        try:
+            await _first(election.wait_until_lost(), stopping, run)
+        finally:
+            detector.stop()
+            done, _ = await asyncio.wait({run}, timeout=election.handover_timeout_s)
+            if not done:
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            detector.state = None  # a standby must not act on (push into) a stale snapshot
+            election.stepped_down()
+            log.info("leader.stepped_down", identity=election.identity)
+        failure = run.exception() if run.done() and not run.cancelled() else None
+        if failure is not None:
+            raise failure
+
+
+async def _first(awaitable: Awaitable[None], stopping: asyncio.Event,
+                 *others: asyncio.Task[None]) -> bool:
+    """Wait for ``awaitable`` or ``stopping`` or any of ``others``; True if ``awaitable`` won."""
+    main = asyncio.ensure_future(awaitable)
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({main, stop, *others}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (main, stop):
+            if not task.done():
+                task.cancel()
+    if main.done() and not main.cancelled():
+        main.result()  # surfaces a failed election
+        return not stopping.is_set()
+    return False
+
+
+__all__ = ["Detectable", "lead"]
