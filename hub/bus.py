@@ -76,6 +76,32 @@ def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> A
     )
 
 
+def new_group_consumer(config: KafkaConfig, bootstrap_servers: str, group_id: str,
+                       **extra: Any) -> AIOKafkaConsumer:
+    """A consumer in ``group_id`` that commits only when told to (never auto-commit: the
+    hub commits after outcomes are final), with the configured session timings."""
+    return AIOKafkaConsumer(
+        **connection_options(config, bootstrap_servers),
+        group_id=group_id,
+        enable_auto_commit=False,
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=config.heartbeat_interval_ms,
+        **extra,
+    )
+
+
+async def start_producer(config: KafkaConfig, bootstrap_servers: str,
+                         **extra: Any) -> AIOKafkaProducer:
+    """A started producer (``acks=all``), or BusError saying which brokers were unreachable."""
+    producer = new_producer(config, bootstrap_servers, **extra)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise BusError(f"cannot connect to Kafka at {bootstrap_servers}: {exc!r}") from exc
+    return producer
+
+
 class Publisher:
     """Publishes events to the events topic; ``publish`` returns only when all are acked."""
 
@@ -86,12 +112,7 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Publisher:
-        self._producer = new_producer(self._config, self._bootstrap)
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self.aclose()
-            raise BusError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        self._producer = await start_producer(self._config, self._bootstrap)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

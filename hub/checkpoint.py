@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaError
 
-from hub.bus import ensure_topics, new_producer, read_to_end
+from hub.bus import ensure_topics, read_to_end, start_producer
 from hub.config import KafkaConfig
 from hub.errors import BusError
 from hub.snapshot import ModelState, Snapshot
@@ -47,13 +47,9 @@ class KafkaCheckpoint:
         await ensure_topics(self._config, self._bootstrap, [
             (self.topic, 1, {"cleanup.policy": "compact"}),
         ])
-        self._producer = new_producer(self._config, self._bootstrap, compression_type="gzip",
-                                      max_request_size=8 * 1024 * 1024)
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self.aclose()
-            raise BusError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        self._producer = await start_producer(self._config, self._bootstrap,
+                                              compression_type="gzip",
+                                              max_request_size=8 * 1024 * 1024)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

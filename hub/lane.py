@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from hub.bus import connection_options
+from hub.bus import new_group_consumer
 from hub.codec import decode
 from hub.config import DeliveryConfig, KafkaConfig, SubscriptionConfig
 from hub.dispatch import Dispatcher
@@ -80,12 +80,8 @@ class SubscriptionLane:
         self._stopping.set()
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **connection_options(self._kafka, self._bootstrap),
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            session_timeout_ms=self._kafka.session_timeout_ms,
-            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
+        consumer = new_group_consumer(
+            self._kafka, self._bootstrap, self.group_id,
             auto_offset_reset="earliest" if self._config.start_from == "earliest" else "latest",
             max_poll_interval_ms=max(300_000, int(self._config.grace_period_s * 2000)),
         )

@@ -52,7 +52,7 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
-from hub.bus import connection_options, ensure_topics, new_producer
+from hub.bus import ensure_topics, new_group_consumer, new_producer
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import BusError
 from hub.events import Event
@@ -201,14 +201,8 @@ class LeaderElection:
     async def __aenter__(self) -> LeaderElection:
         await ensure_topics(self._kafka, self._bootstrap,
                             [(self.topic, 1, {"cleanup.policy": "compact"})])
-        options = connection_options(self._kafka, self._bootstrap)
-        self._consumer = AIOKafkaConsumer(
-            **options,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            session_timeout_ms=self._kafka.session_timeout_ms,
-            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
+        self._consumer = new_group_consumer(
+            self._kafka, self._bootstrap, self.group_id, auto_offset_reset="latest",
             partition_assignment_strategy=(self._assignor,),
         )
         self._consumer.subscribe([self.topic], listener=_Listener(self))

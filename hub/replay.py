@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from hub.bus import new_producer, read_to_end
+from hub.bus import read_to_end, start_producer
 from hub.codec import decode
 from hub.config import HubConfig
 from hub.errors import BusError, ConfigError
@@ -74,9 +74,8 @@ async def replay_events(config: HubConfig, bootstrap: str, *, since: datetime,
 
 
 async def _enqueue(config: HubConfig, bootstrap: str, jobs: list[Job]) -> None:
-    producer = new_producer(config.kafka, bootstrap)
+    producer = await start_producer(config.kafka, bootstrap)
     try:
-        await producer.start()
         futures = [await producer.send(config.retry_topic, key=j.key, value=j.encode())
                    for j in jobs]
         for future in futures:

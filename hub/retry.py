@@ -21,7 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from hub.bus import connection_options
+from hub.bus import new_group_consumer
 from hub.config import DeliveryConfig, KafkaConfig
 from hub.dispatch import Dispatcher
 from hub.jobs import Job
@@ -80,12 +80,8 @@ class RetryScheduler:
             self._committed.pop(tp, None)
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **connection_options(self._kafka, self._bootstrap),
-            group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=self._kafka.session_timeout_ms,
-            heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
-        )
+        consumer = new_group_consumer(self._kafka, self._bootstrap, self.group_id,
+                                      auto_offset_reset="earliest")
         consumer.subscribe([self._topic], listener=_Forget(self))
         await consumer.start()
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from hub.bus import ensure_topics, new_producer
+from hub.bus import ensure_topics, start_producer
 from hub.config import HubConfig, SubscriptionConfig
 from hub.dispatch import Dispatcher, Topics
 from hub.http import HttpClients
@@ -69,8 +69,7 @@ class DeliveryWorker:
     async def __aenter__(self) -> DeliveryWorker:
         try:
             await ensure_hub_topics(self._config, self._bootstrap)
-            self._producer = new_producer(self._config.kafka, self._bootstrap)
-            await self._producer.start()
+            self._producer = await start_producer(self._config.kafka, self._bootstrap)
             self._stack.push_async_callback(self._producer.stop)
             http = await self._stack.enter_async_context(
                 HttpClients(allowed_networks=self._config.delivery.allowed_networks))
