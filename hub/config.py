@@ -143,6 +143,9 @@ class DeliveryConfig(Section):
     worker started (``now``), or the whole retained history (``earliest``)."""
     max_in_flight: int = Field(64, ge=1, le=10_000)
     """Concurrent deliveries per subscription (different models; one model stays in order)."""
+    fetch_max_wait_ms: int = Field(50, ge=0, le=5000)
+    """How long a subscription's consumer lets the broker wait for more data before
+    answering a fetch: lower is lower latency, higher is fewer requests when idle."""
     max_batch: int = Field(500, ge=1)
     """Records fetched per batch; offsets are committed per batch."""
     max_pending_retries: int = Field(10_000, ge=1)

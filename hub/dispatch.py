@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -58,6 +59,7 @@ class Dispatcher:
         self._clock = clock
         self._draw = draw
         self.gone: set[str] = set()
+        self._pending_records: list[tuple[bytes, bytes]] = []
 
     async def deliver(self, subscription: str, event: Event, attempt: int = 1) -> Status:
         handler = self.handlers.get(subscription)
@@ -123,10 +125,21 @@ class Dispatcher:
         self._metrics.delivery_latency.labels(subscription).observe(latency_s)
         level = log.info if outcome.status is Status.DELIVERED else log.warning
         level("delivery.attempt", **{k: v for k, v in record.__dict__.items() if k != "extra"})
-        # The attempt log is an audit trail, not a delivery guarantee: not awaited.
-        task = asyncio.ensure_future(self._producer.send(
-            self.topics.deliveries, key=subscription.encode(), value=record.encode()))
+        # The attempt log is an audit trail, not a delivery guarantee: its acknowledgement is
+        # not awaited (send() only queues the record; no task per attempt).
+        self._pending_records.append((subscription.encode(), record.encode()))
+        if len(self._pending_records) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_records)
+
+    def _flush_records(self) -> None:
+        records, self._pending_records = self._pending_records, []
+        task = asyncio.ensure_future(self._send_records(records))
         task.add_done_callback(_ignore_result)
+
+    async def _send_records(self, records: list[tuple[bytes, bytes]]) -> None:
+        for key, value in records:
+            future = await self._producer.send(self.topics.deliveries, key=key, value=value)
+            future.add_done_callback(_ignore_result)
 
     async def _dead(self, subscription: str, event: Event, attempts: int, outcome: Outcome,
                     reason: str) -> None:
@@ -151,7 +164,7 @@ class Dispatcher:
                 delay = min(delay * 2, 30)
 
 
-def _ignore_result(task: asyncio.Future[object]) -> None:
+def _ignore_result(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("delivery.attempt_record_lost", error=repr(task.exception()))
 

@@ -195,13 +195,17 @@ class HttpClients:
 
     ``HttpClients(allowed_networks=[...]).session`` is the factory the hub lends handlers
     as ``HandlerContext.http_session``; handlers must not close what it returns.
+
+    The connection pool has no overall cap (``limit=0``): concurrency is already bounded per
+    subscription (``delivery.max_in_flight``), and a shared cap would let hanging endpoints
+    take every connection and stall healthy subscriptions.
     """
 
     def __init__(
         self,
         allowed_networks: Iterable[str] = (),
         *,
-        limit: int = 100,
+        limit: int = 0,
         default_timeout_s: float = 30.0,
         resolver: AbstractResolver | None = None,
     ) -> None:

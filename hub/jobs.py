@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -144,7 +144,14 @@ class Attempt:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        # written once per attempt on the hot path: a plain dict, not dataclasses.asdict
+        return _dumps({
+            "event_id": self.event_id, "event_type": self.event_type, "model": self.model,
+            "subscription": self.subscription, "attempt": self.attempt, "status": self.status,
+            "http_status": self.http_status, "latency_ms": self.latency_ms,
+            "error": self.error, "at": self.at, "next_attempt_in_s": self.next_attempt_in_s,
+            "extra": self.extra,
+        })
 
     @classmethod
     def decode(cls, value: bytes) -> Attempt:

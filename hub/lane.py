@@ -83,6 +83,7 @@ class SubscriptionLane:
         consumer = new_group_consumer(
             self._kafka, self._bootstrap, self.group_id,
             auto_offset_reset="earliest" if self._config.start_from == "earliest" else "latest",
+            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             max_poll_interval_ms=max(300_000, int(self._config.grace_period_s * 2000)),
         )
         listener = _StartFromTime(consumer, self._started_ms) \

@@ -90,6 +90,7 @@ class RetryScheduler:
                 self._fire_due()
                 self._metrics.retries_pending.set(len(self._heap))
                 await self._commit(consumer)
+                await asyncio.sleep(0)  # let the deliveries it started run, whatever fetch did
             await self._drain()
             await self._commit(consumer)
         finally:
@@ -107,8 +108,10 @@ class RetryScheduler:
         else:
             consumer.resume(*assignment)
         wait_ms = 300
-        if self._heap:
+        if self._heap and not self._slots.locked():
             wait_ms = max(0, min(wait_ms, self._heap[0][0] - int(self._clock() * 1000)))
+        # Every slot busy: a due job cannot start before one frees, so never spin on a zero
+        # wait here (that loop would never yield and would freeze the whole worker).
         if full:
             await asyncio.sleep(wait_ms / 1000)  # nothing to fetch: wait for the next due job
             return

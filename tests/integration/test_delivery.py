@@ -187,3 +187,25 @@ async def test_retry_after_on_429_is_honoured_over_a_shorter_schedule(
     waited = (datetime.fromisoformat(second["at"]) - datetime.fromisoformat(first["at"]))
     assert waited.total_seconds() >= 1.9, "the 0.05 s schedule must yield to Retry-After: 2"
     assert hit.headers["webhook-id"] == "evt-1"
+
+
+@pytest.mark.timeout(90)
+async def test_retries_due_while_every_slot_is_busy_do_not_freeze_the_worker(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
+    """Found by bench/deliver.py: with every retry slot taken and the next job already due,
+    the scheduler spun on a zero wait without yielding, freezing every lane of the worker."""
+    receiver.down.add("x")
+    config = delivery_config(kafka_bootstrap, topic_name, [
+        webhook("healthy", f"{receiver.url}/ok"),
+        webhook("failing", f"{receiver.url}/down/x"),
+    ], schedule=[0, 0, 0])
+    config = config.model_copy(update={
+        "delivery": config.delivery.model_copy(update={"max_in_flight": 2})})
+    n = 150
+    await publish(config, [event(i, model=f"m{i % 15}") for i in range(n)])
+    async with running_worker(config):
+        hits = await receiver.wait_for(n, "/ok", timeout_s=45)
+        letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=n,
+                                   timeout_s=45)
+    assert {h.headers["webhook-id"] for h in hits} == {f"evt-{i}" for i in range(n)}
+    assert {d.data["reason"] for d in letters} == {"exhausted"}
