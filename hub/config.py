@@ -310,11 +310,27 @@ def config_path_from_env() -> Path | None:
 
 def load_config(path: Path | None = None) -> HubConfig:
     """Load and validate; every problem becomes a :class:`ConfigError` naming the field."""
+    _refuse_unknown_env()
     data = _read_yaml(path) if path is not None else {}
     try:
         return HubConfig(**data)
     except ValidationError as exc:
         raise _to_config_error(exc, path) from None
+
+
+def _refuse_unknown_env() -> None:
+    """pydantic-settings ignores unknown top-level ``HUB_*`` variables; a typo such as
+    ``HUB_KAFKA_TOPIC`` (one underscore) must not be silently ignored either."""
+    sections = {name.upper() for name in HubConfig.model_fields}
+    for key in os.environ:
+        upper = key.upper()
+        if not upper.startswith("HUB_") or upper == CONFIG_ENV:
+            continue
+        if upper[4:].split("__", 1)[0] not in sections:
+            raise ConfigError(
+                "unknown setting in the environment", field=key,
+                hint="use HUB_<SECTION>__<KEY> (two underscores between the parts), e.g. "
+                     "HUB_KAFKA__TOPIC; sections: " + ", ".join(sorted(HubConfig.model_fields)))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

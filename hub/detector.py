@@ -162,7 +162,7 @@ class Detector:
     async def _advance(self, current: Snapshot, *, path: str) -> list[Event]:
         assert self.state is not None
         previous = self.state.snapshot
-        # pure and over immutable snapshots: in a thread, so a big diff (30–40 ms for 5000
+        # pure and over immutable snapshots: in a thread, so a big diff (30-40 ms for 5000
         # versions) interleaves with deliveries in the same process instead of pausing them
         changes = await asyncio.to_thread(diff, previous, current)
         if not changes:

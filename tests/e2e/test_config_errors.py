@@ -78,6 +78,9 @@ BAD = [
     Bad(Run("env-override-bad-value", None, ("check-config",),
             env={"HUB_DETECTOR__POLL_INTERVAL_S": "-1"}),
         "detector.poll_interval_s", ("hint:", "greater than 0")),
+    Bad(Run("env-typo-single-underscore", None, ("check-config",),
+            env={"HUB_KAFKA_TOPIC": "typo"}),
+        "HUB_KAFKA_TOPIC", ("hint:", "HUB_<SECTION>__<KEY>")),
     Bad(Run("console-script", "detector:\n  poll_interval_s: 0\n", script=True),
         "detector.poll_interval_s", ("hint:", "greater than 0")),
     # Secrets: a wrong type, a misspelt secret key, a misspelt section holding a secret.
