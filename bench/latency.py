@@ -2,7 +2,7 @@
 (MLflow's webhook -> ``/ingest/mlflow``), through its poll path, and MLflow's own webhook
 straight to the receiver (the baseline), in one run.
 
-    /work/venv/bin/python bench/latency.py                       # the sizes (~1.5 min)
+    /work/venv/bin/python bench/latency.py                       # the sizes (about 75 s)
     /work/venv/bin/python bench/latency.py --mutations 20        # a quick look
 
 Everything is real and local (127.0.0.1): a real ``mlflow server`` (sqlite, one worker, the
