@@ -1,5 +1,7 @@
-"""The hub process: composes the embedded broker (if asked for), the detector, the delivery
-worker and (later) the HTTP side, as async context managers on one ``AsyncExitStack``."""
+"""The hub process: composes the embedded broker (if asked for), the detector (with leader
+election on a real cluster), the delivery worker, the runtime subscription store and the
+HTTP listener (admin API, metrics, health, MLflow ingest), as async context managers on one
+``AsyncExitStack``: started in that order, closed in reverse."""
 
 from __future__ import annotations
 
