@@ -44,9 +44,10 @@ def config_for(server_url: str, bootstrap: str, topic: str, secret: str | None =
     return HubConfig(
         mlflow={"tracking_uri": server_url, "request_retries": 0, "scan_timeout_s": 10},
         kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3},
-        detector={"poll_interval_s": 3600},
+        detector={"poll_interval_s": 3600, "leader_election": False},
         ingest={"mlflow_secret": secret} if secret else {},
         subscriptions=[],
+        admin={"enabled": False},  # the tests serve add_ingest_routes on an app of their own
     )
 
 
