@@ -42,16 +42,11 @@ import contextlib
 import cProfile
 import io
 import json
-import math
 import os
-import platform
 import pstats
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -61,24 +56,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `hub` importable from a checkout
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+from aiohttp import web
+from common import (
+    ReceiverProcess,
+    add_run_args,
+    headline,
+    load,
+    local_delivery,
+    new_parser,
+    percentiles_ms,
+    result_line,
+    run_benchmark,
+    run_info,
+    seek_to_end,
+    serve_receiver,
+    use_checkout,
+)
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+use_checkout()  # run as a script: make `hub` importable from a checkout
 
 SECRET = "whsec_" + "YmVuY2htYXJrLXNlY3JldC1mb3ItdGhlLWh1Yi0xMjM0"
 VERIFY_FIRST = 50  # signatures the receiver checks per path (the rest are only counted)
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 # --- the receiver (runs in its own process: `deliver.py --serve-receiver`) ------------------
@@ -174,20 +173,6 @@ class ReceiverApp:
         return web.json_response(body)
 
 
-async def serve_receiver() -> None:
-    app = web.Application(client_max_size=1 << 20)
-    receiver = ReceiverApp()
-    app.router.add_route("*", "/{tail:.*}", receiver.handle)
-    # handler_cancellation: a hung request ends (and is counted out) when the client gives up
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"PORT {port}", flush=True)
-    await asyncio.Event().wait()
-
-
 def proc_cpu_s(pid: int | None) -> float:
     """CPU seconds (user + system) a process used so far, from /proc (Linux); 0 elsewhere."""
     try:
@@ -218,59 +203,22 @@ class CpuMeter:
                 for name in end}
 
 
-class ReceiverProcess:
-    """The receiver as a child process; ``url`` once started."""
+class Receiver(ReceiverProcess):
+    """This script's receiver (``--serve-receiver``) as a child process, with the CPU meter
+    the runs read."""
 
     def __init__(self, log_path: Path) -> None:
+        super().__init__(__file__, log_path)
         self.cpu = CpuMeter({})
-        self._log_path = log_path
-        self._proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self._session: aiohttp.ClientSession | None = None
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        with open(self._log_path, "ab") as err:
-            return subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-receiver"],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
-
-    async def __aenter__(self) -> ReceiverProcess:
-        self._proc = await asyncio.to_thread(self._spawn)
-        assert self._proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self._proc.stdout.readline), 30)
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"receiver did not start: {line!r} (see {self._log_path})")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                await asyncio.to_thread(self._proc.wait, 5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                await asyncio.to_thread(self._proc.wait)
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     async def wait(self, path: str, count: int, timeout_s: float) -> dict[str, Any]:
         """Until ``count`` requests reached ``path`` (or the timeout); the path's stats."""
-        assert self._session is not None
-        async with self._session.get(f"{self.url}/_wait", params={
-                "path": path, "count": str(count), "timeout": str(timeout_s)}) as resp:
-            return dict(await resp.json())
+        return await self.get("/_wait", {"path": path, "count": str(count),
+                                         "timeout": str(timeout_s)})
 
     async def stats(self, path: str, *, latencies: bool = False) -> dict[str, Any]:
-        assert self._session is not None
-        params = {"path": path, **({"latencies": "1"} if latencies else {})}
-        async with self._session.get(f"{self.url}/_stats", params=params) as resp:
-            return dict(await resp.json())
+        return await self.get("/_stats", {"path": path,
+                                          **({"latencies": "1"} if latencies else {})})
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -322,10 +270,8 @@ def hub_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
 
     return HubConfig(
         kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": args.partitions},
-        delivery={"allowed_networks": ["127.0.0.0/8"], "start_from": "earliest",
-                  "grace_period_s": 2, "max_in_flight": args.max_in_flight,
-                  "max_batch": args.max_batch,
-                  "group_id_prefix": f"bench-{phase}"},
+        delivery=local_delivery(f"bench-{phase}", max_in_flight=args.max_in_flight,
+                                max_batch=args.max_batch),
         subscriptions=subscriptions,
     )
 
@@ -398,7 +344,7 @@ def rate(stats: dict[str, Any]) -> float:
     return (stats["count"] - 1) / span if span > 0 and stats["count"] > 1 else float("nan")
 
 
-async def hub_throughput(receiver: ReceiverProcess, bootstrap: str, args: argparse.Namespace,
+async def hub_throughput(receiver: Receiver, bootstrap: str, args: argparse.Namespace,
                          phase: str, *, count: int | None = None, hanging: bool = False,
                          lead_s: float = 0.0,
                          profile: cProfile.Profile | None = None) -> dict[str, Any]:
@@ -460,7 +406,7 @@ async def hub_throughput(receiver: ReceiverProcess, bootstrap: str, args: argpar
 # --- the baseline: a raw aiohttp POST loop with the same signing -------------------------------
 
 
-async def raw_post_loop(receiver: ReceiverProcess, events: list[Any], concurrency: int,
+async def raw_post_loop(receiver: Receiver, events: list[Any], concurrency: int,
                         path: str, timeout_s: float) -> dict[str, Any]:
     from hub.signing import standard_body, standard_headers
 
@@ -524,13 +470,10 @@ async def paced_publish(producer: Any, topic: str, events: list[Any],
 def latency_summary(lat: list[float], sent: int, sent_s: float, late: int,
                     rate_target: float) -> dict[str, Any]:
     return {"rate_target": rate_target, "rate_sent": round(sent / sent_s, 1), "sent": sent,
-            "received": len(lat), "late_sends": late,
-            "p50_ms": round(pct(lat, 50) * 1000, 1), "p90_ms": round(pct(lat, 90) * 1000, 1),
-            "p99_ms": round(pct(lat, 99) * 1000, 1),
-            "max_ms": round(max(lat or [float("nan")]) * 1000, 1)}
+            "received": len(lat), "late_sends": late, **percentiles_ms(lat)}
 
 
-async def latency_run(receiver: ReceiverProcess, bootstrap: str,
+async def latency_run(receiver: Receiver, bootstrap: str,
                       args: argparse.Namespace) -> dict[str, Any]:
     """Kafka -> receiver through the hub at a steady rate."""
     from hub.bus import new_producer
@@ -557,7 +500,7 @@ async def latency_run(receiver: ReceiverProcess, bootstrap: str,
 async def kafka_floor_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     """The same producer and rate with a plain aiokafka consumer instead of the hub (same
     client defaults as a lane, no group): what the broker and client cost on their own."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from hub.bus import new_producer
     from hub.worker import ensure_hub_topics
@@ -575,11 +518,7 @@ async def kafka_floor_run(bootstrap: str, args: argparse.Namespace) -> dict[str,
     done = asyncio.Event()
     try:
         topic = config.kafka.topic
-        tps = [TopicPartition(topic, p) for p in range(args.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+        await seek_to_end(consumer, topic, range(args.partitions))
 
         async def consume() -> None:
             while len(lat) < total:
@@ -739,8 +678,7 @@ class LoopWatch:
             print(f"\nEVENT LOOP FROZEN for {stalled:.0f} s in phase {self.phase!r} (logs in "
                   f"{self.workdir}); the main thread is at:\n{stack}", flush=True)
             self.results["stalled"] = {"phase": self.phase, "seconds": round(stalled, 1)}
-            print("BENCH_DELIVER " + json.dumps(self.results, separators=(",", ":"),
-                                                default=str), flush=True)
+            print(result_line("deliver", self.results), flush=True)
             for pid in self.children:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
@@ -749,21 +687,6 @@ class LoopWatch:
 
 
 # --- main -------------------------------------------------------------------------------------
-
-
-def configure_logging(level: str, path: Path) -> Any:
-    import structlog
-
-    from hub import logging as hub_logging
-
-    hub_logging.configure(level, "json")
-    out = path.open("a")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=out))
-    return out
-
-
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def cpu_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -779,11 +702,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from hub.embedded import EmbeddedBroker
 
     phases = set(args.phases.split(","))
-    r: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                         "cpus": os.cpu_count(), "python": platform.python_version(),
-                         "events": args.events, "models": args.models, "order": args.order,
-                         "partitions": args.partitions, "max_in_flight": args.max_in_flight,
-                         "max_batch": args.max_batch,
+    r: dict[str, Any] = {**run_info(), "events": args.events, "models": args.models,
+                         "order": args.order, "partitions": args.partitions,
+                         "max_in_flight": args.max_in_flight, "max_batch": args.max_batch,
                          "endpoint_delay_ms": args.endpoint_delay_ms,
                          "log_level": args.log_level, "repeat": args.repeat,
                          "load_start": load()}
@@ -792,7 +713,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     watch.workdir = workdir
     ticker = asyncio.create_task(watch.tick())
     watch.start_thread()
-    async with EmbeddedBroker() as broker, ReceiverProcess(workdir / "receiver.log") as receiver:
+    async with EmbeddedBroker() as broker, Receiver(workdir / "receiver.log") as receiver:
         watch.children = [pid for pid in (broker.pid, receiver.pid) if pid is not None]
         receiver.cpu = CpuMeter({"broker": broker.pid, "receiver": receiver.pid})
         bootstrap = broker.bootstrap_servers
@@ -893,8 +814,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
     print()
-    print(f"delivery benchmark  {r['date']}  cpus={r['cpus']}  python {r['python']}  "
-          f"load avg {r['load_start']} -> {r['load_end']}")
+    print(headline("delivery", r) + f"  load avg {r['load_start']} -> {r['load_end']}")
     print(f"{r['events']} events / {r['models']} models ({r['order']}), {r['partitions']} "
           f"partitions, max_in_flight {r['max_in_flight']}, max_batch {r['max_batch']}, "
           f"endpoint delay {r['endpoint_delay_ms']} ms, hub log level {r['log_level']}, "
@@ -948,8 +868,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = new_parser(__doc__)
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--models", type=int, default=200)
     p.add_argument("--order", choices=["interleaved", "model"], default="interleaved",
@@ -982,33 +901,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hang-deadline", type=float, default=90,
                    help="seconds a healthy run beside a hanging one may take")
     p.add_argument("--timeout", type=float, default=240, help="per-run deadline, seconds")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="hub log level (logs go to a file in the work dir)")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the hub run (phase 1) and print the top functions")
-    p.add_argument("--workdir", help="keep logs here (default: a temp dir, removed)")
-    p.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
+    add_run_args(p, receiver=True)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_receiver:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_receiver())
-        return 0
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-deliver-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_file = configure_logging(args.log_level, workdir / "hub.log")
-    try:
-        results = asyncio.run(run(args, workdir))
-    finally:
-        log_file.close()
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print_table(results)
-    print("BENCH_DELIVER " + json.dumps(results, separators=(",", ":")))
-    return 0
+        # handler_cancellation: a hung request ends (and is counted out) when the client
+        # gives up
+        return serve_receiver(lambda: ReceiverApp().handle, backlog=1024,
+                              handler_cancellation=True)
+    return run_benchmark("deliver", args, run, print_table)
 
 
 if __name__ == "__main__":

@@ -30,61 +30,43 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
-import os
-import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `hub` and `tests.support` importable
-    sys.path.insert(0, str(ROOT))
+from aiokafka import AIOKafkaConsumer
+from common import (
+    add_run_args,
+    headline,
+    mlflow_server,
+    ms,
+    new_parser,
+    pct,
+    percentiles_ms,
+    quiet_mlflow,
+    run_benchmark,
+    run_info,
+    seek_to_end,
+    use_checkout,
+)
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-warnings.filterwarnings("ignore", category=FutureWarning)  # stages are deprecated in MLflow
-for _name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-    os.environ.pop(_name, None)
-
-import structlog  # noqa: E402
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+use_checkout()  # run as a script: make `hub` and `tests.support` importable
+quiet_mlflow()
 
 import hub.detector as detector_module  # noqa: E402
-from hub import logging as hub_logging  # noqa: E402
 from hub.app import Hub, Roles  # noqa: E402
 from hub.config import HubConfig  # noqa: E402
 from hub.detector import Detector  # noqa: E402
 from hub.diff import diff  # noqa: E402
-from hub.embedded import EmbeddedBroker, free_port  # noqa: E402
+from hub.embedded import EmbeddedBroker  # noqa: E402
 from hub.snapshot import Snapshot  # noqa: E402
-from tests.support.mlflow_server import MlflowServerProcess  # noqa: E402
 
 T = TypeVar("T")
 TAG_KEY = "bench_seq"
-
-
-# --- small statistics ----------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 # --- seeding ---------------------------------------------------------------------------------
@@ -333,12 +315,8 @@ async def latency_phase(hub: Hub, client: Any, args: argparse.Namespace, topic: 
     arrived: dict[str, tuple[float, float]] = {}  # seq -> (arrival, kafka record timestamp)
     all_arrived = asyncio.Event()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)  # resolve the end offsets before anything changes
+        # the end offsets are resolved before anything changes
+        await seek_to_end(consumer, topic, consumer.partitions_for_topic(topic) or set())
 
         async def consume() -> None:
             while True:
@@ -382,7 +360,7 @@ async def latency_phase(hub: Hub, client: Any, args: argparse.Namespace, topic: 
     to_kafka = [arrived[s][1] - done_at[s] for s in done_at if s in arrived]
     return {
         "mutations": len(done_at), "received": len(lat),
-        "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)), "max_ms": ms(max(lat or [0])),
+        **percentiles_ms(lat, (50, 99), empty_max=0),
         "append_p50_ms": ms(pct(to_kafka, 50)), "append_p99_ms": ms(pct(to_kafka, 99)),
         "polls_during": len(times.scan),
         "scan_ms_p50_during": ms(statistics.median(times.scan)) if times.scan else None,
@@ -392,18 +370,10 @@ async def latency_phase(hub: Hub, client: Any, args: argparse.Namespace, topic: 
 # --- main --------------------------------------------------------------------------------------
 
 
-def configure_logging(level: str, path: Path) -> Any:
-    hub_logging.configure(level, "json")
-    out = path.open("a")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=out))
-    return out
-
-
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
-    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "cpus": os.cpu_count(), "python": platform.python_version()}
+    results: dict[str, Any] = run_info()
     db_path = Path(args.db) if args.db else workdir / "registry.db"
     db_uri = f"sqlite:///{db_path}"
     if db_path.exists():
@@ -415,18 +385,17 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                                   args.versions, args.seed)
         print(f"  seeded in {results['seed']['seed_s']} s", flush=True)
 
-    server = MlflowServerProcess(db_uri, free_port(), workdir / "artifacts",
-                                 log_path=workdir / "mlflow-server.log")
-    results["mlflow_start_s"] = round(await asyncio.to_thread(server.start, 120.0), 2)
-    try:
+    async with mlflow_server(db_uri, workdir) as (server, start_s):
+        results["mlflow_start_s"] = round(start_s, 2)
         client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
         topic = "bench.detect.events"
         async with EmbeddedBroker() as broker:
             config = HubConfig(
                 mlflow={"tracking_uri": server.url},
-                detector={"poll_interval_s": args.poll_interval},
+                detector={"poll_interval_s": args.poll_interval, "leader_election": False},
                 kafka={"bootstrap_servers": broker.bootstrap_servers, "topic": topic},
                 subscriptions=[],
+                admin={"host": "127.0.0.1", "port": 0},
             )
             async with Hub(config, Roles(deliver=False), broker.bootstrap_servers) as hub:
                 detector = hub.detector
@@ -464,15 +433,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     print(f"latency: {args.mutations} mutations every "
                           f"{args.mutation_interval} s ...", flush=True)
                     results["latency"] = await latency_phase(hub, client, args, topic, times)
-    finally:
-        await asyncio.to_thread(server.stop)
+    results["poll_interval_s"] = args.poll_interval
     return results
 
 
 def print_table(r: dict[str, Any]) -> None:
     seed = r["seed"]
     print()
-    print(f"detector benchmark  {r['date']}  cpus={r['cpus']}  python {r['python']}")
+    print(headline("detector", r))
     if "seed_s" in seed:
         how = ("MLflow's ORM, one transaction" if seed["mode"] == "orm"
                else "one SqlAlchemyStore call per object")
@@ -506,8 +474,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = new_parser(__doc__)
     p.add_argument("--models", type=int, default=500)
     p.add_argument("--versions", type=int, default=10, help="versions per model")
     p.add_argument("--idle-polls", type=int, default=10)
@@ -521,26 +488,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how to write the registry: bulk through MLflow's ORM, or one "
                         "SqlAlchemyStore call per object (slow: ~1 min for 5000 versions)")
     p.add_argument("--db", help="sqlite file to reuse (seeded if missing; kept afterwards)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--workdir", help="keep server/hub logs here (default: a temp dir, removed)")
+    add_run_args(p, keeps="server/hub logs")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detect-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_file = configure_logging(args.log_level, workdir / "hub.log")
-    try:
-        results = asyncio.run(run(args, workdir))
-    finally:
-        log_file.close()
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    results["poll_interval_s"] = args.poll_interval
-    print_table(results)
-    print("BENCH_DETECT " + json.dumps(results, separators=(",", ":")))
-    return 0
+    return run_benchmark("detect", parse_args(argv), run, print_table)
 
 
 if __name__ == "__main__":

@@ -48,54 +48,43 @@ import hashlib
 import hmac
 import json
 import math
-import os
-import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `hub` and `tests.support` importable
-    sys.path.insert(0, str(ROOT))
+from aiohttp import web
+from common import (
+    ROOT,
+    ReceiverProcess,
+    add_run_args,
+    headline,
+    load,
+    local_delivery,
+    mlflow_server,
+    ms,
+    new_parser,
+    pct,
+    percentiles_ms,
+    quiet_mlflow,
+    run_benchmark,
+    run_info,
+    seek_to_end,
+    serve_receiver,
+    use_checkout,
+)
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-warnings.filterwarnings("ignore", category=FutureWarning)
-for _name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-    os.environ.pop(_name, None)
-
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+use_checkout()  # run as a script: make `hub` and `tests.support` importable
+quiet_mlflow()
 
 HUB_SECRET = "whsec_" + "bGF0ZW5jeS1iZW5jaG1hcmstc2VjcmV0LTEyMzQ1Ng=="  # hub -> receiver
 INGEST_SECRET = "latency-bench-ingest-secret-5b2d"  # MLflow -> hub
 DIRECT_SECRET = "latency-bench-direct-secret-91ac"  # MLflow -> receiver
 EVENT = "model_version_tag.set"
 HUB_PATH, MLFLOW_PATH = "/hub", "/mlflow"
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 # --- the receiver (its own process: `latency.py --serve-receiver`) ---------------------------
@@ -160,64 +149,18 @@ class ReceiverApp:
                                   "verified": ok, "unverified": bad})
 
 
-async def serve_receiver() -> None:
-    app = web.Application(client_max_size=1 << 20)
-    receiver = ReceiverApp()
-    app.router.add_route("*", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"PORT {port}", flush=True)
-    await asyncio.Event().wait()
-
-
-class ReceiverProcess:
-    """The receiver as a child process; ``url`` once started."""
+class Receiver(ReceiverProcess):
+    """This script's receiver (``--serve-receiver``) as a child process."""
 
     def __init__(self, log_path: Path) -> None:
-        self._log_path = log_path
-        self._proc: subprocess.Popen[str] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.url = ""
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        with open(self._log_path, "ab") as err:
-            return subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-receiver"],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
-
-    async def __aenter__(self) -> ReceiverProcess:
-        self._proc = await asyncio.to_thread(self._spawn)
-        assert self._proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self._proc.stdout.readline), 30)
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"receiver did not start: {line!r} (see {self._log_path})")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                await asyncio.to_thread(self._proc.wait, 5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                await asyncio.to_thread(self._proc.wait)
+        super().__init__(__file__, log_path)
 
     async def wait(self, path: str, prefix: str, count: int, timeout_s: float
                    ) -> dict[str, Any]:
         """Until ``count`` keys starting with ``prefix`` reached ``path`` (or the timeout):
         ``{"arrivals": {key: unix time}, "verified": n, "unverified": n}``."""
-        assert self._session is not None
-        params = {"path": path, "prefix": prefix, "count": str(count),
-                  "timeout": str(timeout_s)}
-        async with self._session.get(f"{self.url}/_wait", params=params) as resp:
-            return dict(await resp.json())
+        return await self.get("/_wait", {"path": path, "prefix": prefix, "count": str(count),
+                                         "timeout": str(timeout_s)})
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -302,7 +245,7 @@ async def kafka_probe(bootstrap: str, topic: str, fetch_wait_ms: int
     """A plain aiokafka consumer (no group, no hub code) on the events topic from its end,
     stamping when each tag event reaches it: what the broker and client cost on their own
     at this rate. ``fetch_wait_ms`` 500 is aiokafka's default, which the hub's lanes use."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     seen: dict[str, float] = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -313,11 +256,7 @@ async def kafka_probe(bootstrap: str, topic: str, fetch_wait_ms: int
         while partitions is None:
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, n) for n in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+        await seek_to_end(consumer, topic, partitions)
 
         async def consume() -> None:
             while True:
@@ -349,8 +288,7 @@ def hub_config(server_url: str, bootstrap: str, receiver_url: str, phase: str,
         detector={"poll_interval_s": poll_interval_s},
         kafka={"bootstrap_servers": bootstrap, "topic": f"bench.latency.{phase}",
                "partitions": args.partitions},
-        delivery={"allowed_networks": ["127.0.0.0/8"], "start_from": "earliest",
-                  "grace_period_s": 2, "group_id_prefix": f"bench-latency-{phase}"},
+        delivery=local_delivery(f"bench-latency-{phase}"),
         admin={"host": "127.0.0.1", "port": 0},
         ingest={"mlflow_secret": INGEST_SECRET} if ingest else {},
         subscriptions=[{"name": "receiver", "handler": "webhook", "events": [EVENT],
@@ -404,8 +342,7 @@ async def mutate(client: Any, prefix: str, count: int, args: argparse.Namespace
 
 
 def summary(lat: list[float], sent: int) -> dict[str, Any]:
-    return {"n": len(lat), "sent": sent, "p50_ms": ms(pct(lat, 50)), "p90_ms": ms(pct(lat, 90)),
-            "p99_ms": ms(pct(lat, 99)), "max_ms": ms(max(lat or [float("nan")])),
+    return {"n": len(lat), "sent": sent, **percentiles_ms(lat),
             "min_ms": ms(min(lat or [float("nan")]))}
 
 
@@ -414,7 +351,7 @@ def p50_of(pairs: list[tuple[float, float]]) -> float:
 
 
 async def run_phase(phase: str, *, client: Any, server_url: str, bootstrap: str,
-                    receiver: ReceiverProcess, args: argparse.Namespace) -> dict[str, Any]:
+                    receiver: Receiver, args: argparse.Namespace) -> dict[str, Any]:
     from hub.app import Hub, Roles
 
     push = phase == "push"
@@ -520,12 +457,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from hub.embedded import EmbeddedBroker, free_port
-    from tests.support.mlflow_server import MlflowServerProcess
+    from hub.embedded import EmbeddedBroker
 
-    r: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                         "cpus": os.cpu_count(), "python": platform.python_version(),
-                         "mlflow": mlflow.__version__, "models": args.models,
+    r: dict[str, Any] = {**run_info(), "mlflow": mlflow.__version__, "models": args.models,
                          "versions": args.versions, "mutations": args.mutations,
                          "interval_s": args.interval, "warmup": args.warmup,
                          "partitions": args.partitions, "log_level": args.log_level,
@@ -533,14 +467,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                          "load_start": load()}
     db = workdir / "registry.db"
     db.unlink(missing_ok=True)  # a fresh registry each run, also in a kept --workdir
-    server = MlflowServerProcess(f"sqlite:///{db}", free_port(),
-                                 workdir / "artifacts", log_path=workdir / "mlflow-server.log")
-    r["mlflow_start_s"] = round(await asyncio.to_thread(server.start, 120.0), 1)
-    try:
+    async with mlflow_server(f"sqlite:///{db}", workdir) as (server, start_s):
+        r["mlflow_start_s"] = round(start_s, 1)
         client: Any = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
         await asyncio.to_thread(seed, client, args.models, args.versions)
         async with EmbeddedBroker() as broker, \
-                ReceiverProcess(workdir / "receiver.log") as receiver:
+                Receiver(workdir / "receiver.log") as receiver:
             direct = await asyncio.to_thread(
                 client.create_webhook, "direct-receiver", receiver.url + MLFLOW_PATH, [EVENT],
                 None, DIRECT_SECRET)
@@ -551,8 +483,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                                receiver=receiver, args=args)
             finally:
                 await asyncio.to_thread(client.delete_webhook, direct.webhook_id)
-    finally:
-        await asyncio.to_thread(server.stop)
     for phase in ("push", "poll"):
         if phase in r:
             h, m = r[phase]["hub"], r[phase]["mlflow"]
@@ -564,8 +494,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
     print()
-    print(f"latency benchmark  {r['date']}  cpus={r['cpus']}  python {r['python']}  "
-          f"mlflow {r['mlflow']}  load avg {r['load_start']} -> {r['load_end']}")
+    print(headline("latency", r) + f"  mlflow {r['mlflow']}  load avg {r['load_start']} -> "
+          f"{r['load_end']}")
     print(f"{r['models']} models x {r['versions']} versions; per phase {r['mutations']} "
           f"set_model_version_tag (unique key) every {r['interval_s']} s after {r['warmup']} "
           f"warm-up; latency = receiver arrival - start of the MLflow client call; "
@@ -601,20 +531,8 @@ def print_table(r: dict[str, Any]) -> None:
               f"{h['from_call_end']['p50_ms']}, MLflow p50 {m['from_call_end']['p50_ms']}")
 
 
-def configure_logging(level: str, path: Path) -> Any:
-    import structlog
-
-    from hub import logging as hub_logging
-
-    hub_logging.configure(level, "json")
-    out = path.open("a")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=out))
-    return out
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = new_parser(__doc__)
     p.add_argument("--mutations", type=int, default=100, help="measured mutations per phase")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between mutations")
     p.add_argument("--warmup", type=int, default=3, help="unreported mutations per phase")
@@ -627,31 +545,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fetch_max_wait_ms of a plain aiokafka consumer stamping arrivals on "
                         "the events topic (-1: the same as the hub's lanes; 0: no probe)")
     p.add_argument("--phases", default="push,poll", help="comma-separated: push, poll")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="hub log level (logs go to a file in the work dir)")
-    p.add_argument("--workdir", help="keep logs here (default: a temp dir, removed)")
-    p.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
+    add_run_args(p, receiver=True)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_receiver:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_receiver())
-        return 0
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-latency-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_file = configure_logging(args.log_level, workdir / "hub.log")
-    try:
-        results = asyncio.run(run(args, workdir))
-    finally:
-        log_file.close()
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print_table(results)
-    print("BENCH_LATENCY " + json.dumps(results, separators=(",", ":")))
-    return 0
+        return serve_receiver(lambda: ReceiverApp().handle)
+    return run_benchmark("latency", args, run, print_table)
 
 
 if __name__ == "__main__":
