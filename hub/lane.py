@@ -2,20 +2,23 @@
 
 Each subscription consumes at its own pace, so a slow or dead endpoint only holds back its
 own group; other subscriptions never wait for it. Within a lane, the events of one model are
-delivered one after the other (first attempts keep per-model order); different models go
-concurrently, at most ``delivery.max_in_flight`` at a time.
+delivered one after the other (first attempts keep per-model order, a *chain* per model);
+different models go concurrently, at most ``delivery.max_in_flight`` deliveries at a time,
+and the lane keeps fetching while slots are free (at most ``delivery.max_batch`` records
+taken and not yet final).
 
-Offsets are committed after every record of a batch reached a final outcome (delivered,
-durably scheduled for retry, dead-lettered, or filtered out by the subscription's rules).
-A worker killed at any moment therefore loses nothing; it re-delivers the uncommitted batch,
-with the same event ids.
+**Commit rule.** A partition's committed offset is the lowest offset not yet final — every
+record below it was delivered, durably scheduled for retry, dead-lettered, or filtered out by
+the subscription's rules. A worker killed at any moment therefore loses nothing; it
+re-delivers what was not final, with the same event ids. Partitions taken away by a
+rebalance are drained (up to the grace period) and committed before they go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import deque
 from collections.abc import Callable
 
 import structlog
@@ -33,19 +36,26 @@ from hub.routing import matches
 
 log = structlog.get_logger(__name__)
 
+ChainKey = tuple[TopicPartition, bytes | None]
 
-class _StartFromTime(ConsumerRebalanceListener):
-    """Partitions this group never committed start at the worker's start time, not at the
-    topic's whole history (``delivery.start_from: now``)."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, started_ms: int) -> None:
+class _Rebalance(ConsumerRebalanceListener):
+    """Revoked partitions are drained and committed before they move. With
+    ``delivery.start_from: now``, partitions this group never committed start at the worker's
+    start time, not at the topic's whole history."""
+
+    def __init__(self, lane: SubscriptionLane, consumer: AIOKafkaConsumer,
+                 started_ms: int | None) -> None:
+        self._lane = lane
         self._consumer = consumer
         self._started_ms = started_ms
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        await self._lane.release(self._consumer, set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._started_ms is None:
+            return
         fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
         if not fresh:
             return
@@ -74,10 +84,21 @@ class SubscriptionLane:
         self.group_id = f"{config.group_id_prefix}.{name}"
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._progress = asyncio.Event()
+        self._open: dict[TopicPartition, set[int]] = {}  # taken, not yet final
+        self._next: dict[TopicPartition, int] = {}  # offset after the last record taken
+        self._committed: dict[TopicPartition, int] = {}
+        self._chains: dict[ChainKey, deque[tuple[int, Event]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def pending(self) -> int:
+        """Records taken from Kafka whose outcome is not final yet."""
+        return sum(len(offsets) for offsets in self._open.values())
 
     async def run(self) -> None:
         consumer = new_group_consumer(
@@ -86,62 +107,127 @@ class SubscriptionLane:
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             max_poll_interval_ms=max(300_000, int(self._config.grace_period_s * 2000)),
         )
-        listener = _StartFromTime(consumer, self._started_ms) \
-            if self._config.start_from == "now" else None
-        consumer.subscribe([self._topic], listener=listener)
+        started = self._started_ms if self._config.start_from == "now" else None
+        consumer.subscribe([self._topic], listener=_Rebalance(self, consumer, started))
         await consumer.start()
         log.info("delivery.lane_started", subscription=self.name, group=self.group_id)
         next_lag_check = 0.0
         try:
             while not self._stopping.is_set():
-                batch = await consumer.getmany(timeout_ms=300, max_records=self._config.max_batch)
+                room = self._config.max_batch - self.pending
+                if room <= 0:  # back-pressure: wait for outcomes, not for more records
+                    await self._wait_for_progress(0.3)
+                else:
+                    batch = await consumer.getmany(timeout_ms=300, max_records=room)
+                    self._take(batch)
                 if consumer.assignment():
                     self.assigned.set()
-                if batch:
-                    await self._process(batch)
-                    await self._commit(consumer, batch)
+                await self._commit(consumer)
                 if time.monotonic() >= next_lag_check:
                     next_lag_check = time.monotonic() + 5
                     await self._report_lag(consumer)
+            await self._drain(set(self._open), self._config.grace_period_s)
+            await self._commit(consumer)
         finally:
+            for task in self._tasks:
+                task.cancel()
             await consumer.stop()
             log.info("delivery.lane_stopped", subscription=self.name)
 
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_model: dict[bytes | None, list[Event]] = defaultdict(list)
+    def _take(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         sub = self._subscription()
         for tp, records in batch.items():
             for record in records:
+                self._next[tp] = record.offset + 1
                 try:
                     event = decode(record.key, record.value, record.headers)
                 except ValueError as exc:
                     log.error("delivery.bad_record", topic=tp.topic, partition=tp.partition,
                               offset=record.offset, error=str(exc), action="skipped")
                     continue
-                if sub is not None and matches(sub, event):
-                    by_model[record.key].append(event)
-                elif sub is None:  # removed at runtime: the dispatcher dead-letters it
-                    by_model[record.key].append(event)
-        async with asyncio.TaskGroup() as group:
-            for events in by_model.values():
-                await self._slots.acquire()
-                group.create_task(self._deliver_in_order(events))
+                # sub is None: removed at runtime; the dispatcher dead-letters the event
+                if sub is not None and not matches(sub, event):
+                    continue  # filtered out: final
+                self._open.setdefault(tp, set()).add(record.offset)
+                key = (tp, record.key)
+                chain = self._chains.get(key)
+                if chain is None:
+                    chain = self._chains[key] = deque()
+                    task = asyncio.create_task(self._run_chain(key, chain))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._chain_done)
+                chain.append((record.offset, event))
 
-    async def _deliver_in_order(self, events: list[Event]) -> None:
+    async def _run_chain(self, key: ChainKey, chain: deque[tuple[int, Event]]) -> None:
+        """One model's events, in order, one delivery at a time."""
+        tp = key[0]
         try:
-            for event in events:
-                await self._dispatcher.deliver(self.name, event)
+            while chain:
+                offset, event = chain[0]
+                async with self._slots:
+                    await self._dispatcher.deliver(self.name, event)
+                chain.popleft()
+                open_offsets = self._open.get(tp)
+                if open_offsets is not None:
+                    open_offsets.discard(offset)
+                self._progress.set()
         finally:
-            self._slots.release()
+            if self._chains.get(key) is chain and not chain:
+                del self._chains[key]
+
+    def _chain_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # its offsets stay open, so nothing is committed past them: re-delivered later
+            log.error("delivery.chain_failed", subscription=self.name,
+                      error=repr(task.exception()))
+
+    async def _wait_for_progress(self, timeout_s: float) -> None:
+        self._progress.clear()
+        try:
+            await asyncio.wait_for(self._progress.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def _drain(self, partitions: set[TopicPartition], timeout_s: float) -> None:
+        """Wait until the given partitions have nothing in flight (or the time is up)."""
+        deadline = time.monotonic() + timeout_s
+        while any(self._open.get(tp) for tp in partitions):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("delivery.drain_timeout", subscription=self.name,
+                            unfinished=sum(len(self._open.get(tp, ())) for tp in partitions),
+                            action="not committed: delivered again by the next owner")
+                return
+            await self._wait_for_progress(min(left, 0.3))
+
+    async def release(self, consumer: AIOKafkaConsumer, revoked: set[TopicPartition]) -> None:
+        """Partitions are moving to another worker: finish, commit, forget them."""
+        await self._drain(revoked, self._config.grace_period_s)
+        await self._commit(consumer, only=revoked)
+        for tp in revoked:
+            self._open.pop(tp, None)
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
 
     async def _commit(self, consumer: AIOKafkaConsumer,
-                      batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                      only: set[TopicPartition] | None = None) -> None:
+        offsets = {}
+        for tp, after_last in self._next.items():
+            if only is not None and tp not in only:
+                continue
+            open_offsets = self._open.get(tp)
+            target = min(open_offsets) if open_offsets else after_last
+            if self._committed.get(tp) != target:
+                offsets[tp] = target
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # The partitions moved to another worker, which re-delivers the batch
-            # (duplicates carry the same event id).
+            # The partitions moved to another worker, which re-delivers what was not
+            # committed (duplicates carry the same event id).
             log.warning("delivery.commit_failed", subscription=self.name, error=repr(exc))
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:

@@ -140,8 +140,9 @@ class DeliveryWorker:
                         del self._tasks[name]
                         task.result()  # a crashed lane crashes the worker, loudly
             if self._tasks:  # drain in-flight batches, bounded by the grace period
+                # each lane drains for the grace period, then commits and closes: allow that
                 _, late = await asyncio.wait(set(self._tasks.values()),
-                                             timeout=self._config.delivery.grace_period_s)
+                                             timeout=self._config.delivery.grace_period_s + 5)
                 if late:
                     log.warning("delivery.drain_timeout", unfinished=len(late),
                                 action="uncommitted batches are delivered again on restart")

@@ -81,12 +81,15 @@ async def test_sigkill_mid_stream_then_restart_delivers_everything(
         hits = await receiver.wait_for(N + 1, "/slow", timeout_s=120)
         while not expected <= {h.headers["webhook-id"] for h in hits}:
             hits = await receiver.wait_for(len(hits) + 1, "/slow", timeout_s=60)
-        (late,) = await receiver.wait_for(1, "/down", timeout_s=60)
+        lates = await receiver.wait_for(1, "/down", timeout_s=60)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     ids = [h.headers["webhook-id"] for h in hits]
     assert set(ids) == expected
     assert all(h.verified for h in hits)
-    assert late.headers["webhook-id"] == "late" and late.verified
+    # the retry scheduled before the kill is delivered (a retry job re-read after the kill
+    # may deliver it twice: at-least-once, with the same id)
+    assert {h.headers["webhook-id"] for h in lates} == {"late"}
+    assert all(h.verified for h in lates)
     # duplicates are possible (uncommitted batch re-delivered) but only with the same ids
