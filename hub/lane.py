@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from hub.bus import new_group_consumer
@@ -32,6 +32,7 @@ from hub.config import DeliveryConfig, KafkaConfig, SubscriptionConfig
 from hub.dispatch import Dispatcher
 from hub.events import Event
 from hub.metrics import Metrics
+from hub.offsets import OffsetTracker
 from hub.routing import matches
 
 log = structlog.get_logger(__name__)
@@ -85,9 +86,7 @@ class SubscriptionLane:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._progress = asyncio.Event()
-        self._open: dict[TopicPartition, set[int]] = {}  # taken, not yet final
-        self._next: dict[TopicPartition, int] = {}  # offset after the last record taken
-        self._committed: dict[TopicPartition, int] = {}
+        self._offsets = OffsetTracker()
         self._chains: dict[ChainKey, deque[tuple[int, Event]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = asyncio.Event()
@@ -98,7 +97,7 @@ class SubscriptionLane:
     @property
     def pending(self) -> int:
         """Records taken from Kafka whose outcome is not final yet."""
-        return sum(len(offsets) for offsets in self._open.values())
+        return self._offsets.pending()
 
     async def run(self) -> None:
         consumer = new_group_consumer(
@@ -126,7 +125,7 @@ class SubscriptionLane:
                 if time.monotonic() >= next_lag_check:
                     next_lag_check = time.monotonic() + 5
                     await self._report_lag(consumer)
-            await self._drain(set(self._open), self._config.grace_period_s)
+            await self._drain(self._offsets.partitions, self._config.grace_period_s)
             await self._commit(consumer)
         finally:
             for task in self._tasks:
@@ -138,7 +137,7 @@ class SubscriptionLane:
         sub = self._subscription()
         for tp, records in batch.items():
             for record in records:
-                self._next[tp] = record.offset + 1
+                self._offsets.seen(tp, record.offset)
                 try:
                     event = decode(record.key, record.value, record.headers)
                 except ValueError as exc:
@@ -148,7 +147,7 @@ class SubscriptionLane:
                 # sub is None: removed at runtime; the dispatcher dead-letters the event
                 if sub is not None and not matches(sub, event):
                     continue  # filtered out: final
-                self._open.setdefault(tp, set()).add(record.offset)
+                self._offsets.opened(tp, record.offset)
                 key = (tp, record.key)
                 chain = self._chains.get(key)
                 if chain is None:
@@ -167,9 +166,7 @@ class SubscriptionLane:
                 async with self._slots:
                     await self._dispatcher.deliver(self.name, event)
                 chain.popleft()
-                open_offsets = self._open.get(tp)
-                if open_offsets is not None:
-                    open_offsets.discard(offset)
+                self._offsets.finished(tp, offset)
                 self._progress.set()
         finally:
             if self._chains.get(key) is chain and not chain:
@@ -192,11 +189,11 @@ class SubscriptionLane:
     async def _drain(self, partitions: set[TopicPartition], timeout_s: float) -> None:
         """Wait until the given partitions have nothing in flight (or the time is up)."""
         deadline = time.monotonic() + timeout_s
-        while any(self._open.get(tp) for tp in partitions):
+        while self._offsets.pending(partitions):
             left = deadline - time.monotonic()
             if left <= 0:
                 log.warning("delivery.drain_timeout", subscription=self.name,
-                            unfinished=sum(len(self._open.get(tp, ())) for tp in partitions),
+                            unfinished=self._offsets.pending(partitions),
                             action="not committed: delivered again by the next owner")
                 return
             await self._wait_for_progress(min(left, 0.3))
@@ -205,30 +202,14 @@ class SubscriptionLane:
         """Partitions are moving to another worker: finish, commit, forget them."""
         await self._drain(revoked, self._config.grace_period_s)
         await self._commit(consumer, only=revoked)
-        for tp in revoked:
-            self._open.pop(tp, None)
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
+        self._offsets.forget(revoked)
 
     async def _commit(self, consumer: AIOKafkaConsumer,
                       only: set[TopicPartition] | None = None) -> None:
-        offsets = {}
-        for tp, after_last in self._next.items():
-            if only is not None and tp not in only:
-                continue
-            open_offsets = self._open.get(tp)
-            target = min(open_offsets) if open_offsets else after_last
-            if self._committed.get(tp) != target:
-                offsets[tp] = target
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-            self._committed.update(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The partitions moved to another worker, which re-delivers what was not
-            # committed (duplicates carry the same event id).
-            log.warning("delivery.commit_failed", subscription=self.name, error=repr(exc))
+        # A failure means the partitions moved on: the next owner re-delivers what was not
+        # committed (duplicates carry the same event id).
+        await self._offsets.commit(consumer, event="delivery.commit_failed", only=only,
+                                   subscription=self.name)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         assigned = list(consumer.assignment())

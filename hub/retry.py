@@ -19,13 +19,13 @@ from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 
 from hub.bus import new_group_consumer
 from hub.config import DeliveryConfig, KafkaConfig
 from hub.dispatch import Dispatcher
 from hub.jobs import Job
 from hub.metrics import Metrics
+from hub.offsets import OffsetTracker
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +55,7 @@ class RetryScheduler:
         self.group_id = f"{config.group_id_prefix}.retry"
         self._heap: list[tuple[int, int, TopicPartition, int, Job]] = []
         self._tie = itertools.count()
-        self._open: dict[TopicPartition, set[int]] = {}
-        self._high: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
+        self._offsets = OffsetTracker()
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -74,10 +72,7 @@ class RetryScheduler:
         """Partitions moved to another worker, which will re-read their jobs."""
         self._heap = [entry for entry in self._heap if entry[2] not in partitions]
         heapq.heapify(self._heap)
-        for tp in partitions:
-            self._open.pop(tp, None)
-            self._high.pop(tp, None)
-            self._committed.pop(tp, None)
+        self._offsets.forget(partitions)
 
     async def run(self) -> None:
         consumer = new_group_consumer(self._kafka, self._bootstrap, self.group_id,
@@ -118,14 +113,14 @@ class RetryScheduler:
         batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._config.max_batch)
         for tp, records in batch.items():
             for record in records:
-                self._high[tp] = record.offset + 1
+                self._offsets.seen(tp, record.offset)
                 try:
                     job = Job.decode(record.value)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("retry.bad_record", partition=tp.partition, offset=record.offset,
                               error=repr(exc), action="skipped")
                     continue
-                self._open.setdefault(tp, set()).add(record.offset)
+                self._offsets.opened(tp, record.offset)
                 heapq.heappush(self._heap, (job.due_ms, next(self._tie), tp, record.offset, job))
 
     def _fire_due(self) -> None:
@@ -139,25 +134,11 @@ class RetryScheduler:
     async def _run_job(self, tp: TopicPartition, offset: int, job: Job) -> None:
         async with self._slots:
             await self._dispatcher.deliver(job.subscription, job.event, job.attempt)
-        open_offsets = self._open.get(tp)
-        if open_offsets is not None:
-            open_offsets.discard(offset)
+        self._offsets.finished(tp, offset)
 
     async def _drain(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._config.grace_period_s)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets = {}
-        for tp, high in self._high.items():
-            open_offsets = self._open.get(tp)
-            target = min(open_offsets) if open_offsets else high
-            if self._committed.get(tp) != target:
-                offsets[tp] = target
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-            self._committed.update(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("retry.commit_failed", error=repr(exc))
+        await self._offsets.commit(consumer, event="retry.commit_failed")
