@@ -34,7 +34,7 @@ from hub.leader import Claim, LeaderElection, choose_leader
 from hub.leadership import lead
 from hub.worker import ensure_hub_topics
 from tests.support.kafka_reader import Record, read_topic
-from tests.support.receiver import SECRET, Receiver
+from tests.support.receiver import SECRET, Receiver, running_receiver
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -403,25 +403,15 @@ class Gate:
 @asynccontextmanager
 async def gated_receiver(gate: Gate) -> AsyncIterator[Receiver]:
     """The support receiver (signature check, recorded hits) behind ``gate``."""
-    receiver = Receiver()
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def enter(request: web.Request) -> None:
         await gate.enter(request.path, request.headers.get("webhook-id", ""))
-        return await receiver.handle(request)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    receiver.url = f"http://127.0.0.1:{port}"
-    try:
-        yield receiver
-    finally:
-        gate.open()
-        await runner.cleanup()
+    async with running_receiver(enter) as receiver:
+        try:
+            yield receiver
+        finally:
+            gate.open()  # release held requests before the server shuts down
 
 
 def worker_config(tmp_path: Path, url: str) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,10 +88,20 @@ class Receiver:
 
 
 @asynccontextmanager
-async def running_receiver() -> AsyncIterator[Receiver]:
+async def running_receiver(
+    before: Callable[[web.Request], Awaitable[None]] | None = None,
+) -> AsyncIterator[Receiver]:
+    """A receiver on a free loopback port; ``before(request)``, if given, runs first (e.g. a
+    gate that holds requests)."""
     receiver = Receiver()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if before is not None:
+            await before(request)
+        return await receiver.handle(request)
+
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", receiver.handle)
+    app.router.add_route("*", "/{tail:.*}", handle)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
