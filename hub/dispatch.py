@@ -1,7 +1,8 @@
 """One delivery attempt, taken to a durable end.
 
-``Dispatcher.deliver`` calls the subscription's handler once, records the attempt (log +
-deliveries topic), and then makes the outcome *final* before it returns:
+``Dispatcher.deliver`` calls the subscription's handler once, records the attempt (the
+deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success and WARNING for
+anything else), and then makes the outcome *final* before it returns:
 
 * delivered → done;
 * transient failure → a :class:`~hub.jobs.Job` for the next attempt is written to the retry
@@ -123,7 +124,9 @@ class Dispatcher:
         )
         self._metrics.deliveries.labels(subscription, outcome.status.value).inc()
         self._metrics.delivery_latency.labels(subscription).observe(latency_s)
-        level = log.info if outcome.status is Status.DELIVERED else log.warning
+        # Quiet by default: a success is visible in the handler's own output, the metrics and
+        # the deliveries topic, so its log line is DEBUG; a retry or failure is a WARNING.
+        level = log.debug if outcome.status is Status.DELIVERED else log.warning
         level("delivery.attempt", **{k: v for k, v in record.__dict__.items() if k != "extra"})
         # The attempt log is an audit trail, not a delivery guarantee: its acknowledgement is
         # not awaited (send() only queues the record; no task per attempt).

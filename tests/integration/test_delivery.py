@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from hub.bus import Publisher
 from hub.config import HubConfig
@@ -76,8 +77,9 @@ async def test_flaky_endpoint_gets_each_event_once_with_the_same_id(
     config = delivery_config(kafka_bootstrap, topic_name,
                              [webhook("flaky", f"{receiver.url}/fail/a")])
     await publish(config, [event(1)])
-    async with running_worker(config):
-        (hit,) = await receiver.wait_for(1)
+    with capture_logs() as logs:
+        async with running_worker(config):
+            (hit,) = await receiver.wait_for(1)
     assert hit.verified, "signature must verify with the standardwebhooks library"
     assert hit.headers["webhook-id"] == "evt-1"
     assert hit.body["type"] == "model_version.created"
@@ -85,6 +87,10 @@ async def test_flaky_endpoint_gets_each_event_once_with_the_same_id(
     assert [(a.data["attempt"], a.data["status"]) for a in attempts] == [
         (1, "retry"), (2, "retry"), (3, "delivered")]
     assert {a.data["event_id"] for a in attempts} == {"evt-1"}
+    # quiet by default: the retries are warnings, the success only a DEBUG line
+    assert [(e["attempt"], e["status"], e["log_level"]) for e in logs
+            if e["event"] == "delivery.attempt"] == [
+        (1, "retry", "warning"), (2, "retry", "warning"), (3, "delivered", "debug")]
 
 
 async def test_hanging_endpoint_does_not_delay_a_healthy_one(
@@ -135,11 +141,17 @@ async def test_gone_endpoint_stops_and_dead_letters_later_events(
     config = delivery_config(kafka_bootstrap, topic_name,
                              [webhook("gone", f"{receiver.url}/status/410")])
     await publish(config, [event(1), event(2)])
-    async with running_worker(config) as worker:
-        letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=2)
-        assert worker.dispatcher is not None and "gone" in worker.dispatcher.gone
+    with capture_logs() as logs:
+        async with running_worker(config) as worker:
+            letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=2)
+            assert worker.dispatcher is not None and "gone" in worker.dispatcher.gone
     assert [(d.data["event"]["id"], d.data["reason"]) for d in letters] == [
         ("evt-1", "gone"), ("evt-2", "gone")]
+    # a failed attempt and each dead letter stay visible at the default level
+    assert [(e["status"], e["log_level"]) for e in logs if e["event"] == "delivery.attempt"] \
+        == [("gone", "warning")]
+    assert [(e["event_id"], e["log_level"]) for e in logs
+            if e["event"] == "delivery.dead_lettered"] == [("evt-1", "error"), ("evt-2", "error")]
     attempts = await read_topic(kafka_bootstrap, config.deliveries_topic, at_least=1,
                                 settle_s=0.3)
     assert [a.data["http_status"] for a in attempts] == [410]  # no second attempt

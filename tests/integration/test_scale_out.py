@@ -430,6 +430,7 @@ def worker_env(bootstrap: str, topic: str) -> dict[str, str]:
         HUB_DELIVERY__RETRY_SCHEDULE_S="[0.2, 0.2]",
         HUB_DELIVERY__JITTER="0",
         HUB_DELIVERY__GRACE_PERIOD_S="2",
+        HUB_LOG_LEVEL="DEBUG",  # a successful attempt's delivery.attempt line is DEBUG
     )
 
 
