@@ -207,6 +207,20 @@ def test_example_config_is_valid(results: dict[str, Result]) -> None:
     ok(results, "example-config")
 
 
+def test_example_config_watches_the_quick_start_registry(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Copied as is, the example watches what the quick start watches: the local sqlite
+    registry, or ``$MLFLOW_TRACKING_URI`` when it is set."""
+    from hub.config import load_config
+
+    for name in [k for k in os.environ if k.upper().startswith("HUB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert load_config(EXAMPLE_CONFIG).mlflow.tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.com:5000")
+    assert load_config(EXAMPLE_CONFIG).mlflow.tracking_uri == "http://mlflow.example.com:5000"
+
+
 @pytest.mark.parametrize("run_id", ["config-before-subcommand", "config-after-subcommand",
                                     "short-option", "hub-config-env"])
 def test_config_file_is_read_wherever_it_is_given(run_id: str, results: dict[str, Result]
