@@ -1,9 +1,10 @@
 """The admin API's subscription routes: list, create, read, replace, patch, delete, test.
 
-``/api/subscriptions`` shows the configuration file's subscriptions (read-only: 409 on a
-change) and the runtime ones of the :class:`hub.substore.SubscriptionStore`, which the
-routes write. Bodies are parsed, validated and masked by :mod:`hub.admin_bodies`; errors are
-raised as :class:`~hub.admin_bodies.ApiError` and answered by the admin server's middleware.
+``/api/subscriptions`` shows the configured subscriptions (the file's, or the built-in
+console default; read-only: 409 on a change, saying where to change them) and the runtime
+ones of the :class:`hub.substore.SubscriptionStore`, which the routes write. Bodies are
+parsed, validated and masked by :mod:`hub.admin_bodies`; errors are raised as
+:class:`~hub.admin_bodies.ApiError` and answered by the admin server's middleware.
 ``POST /api/subscriptions/{name}/test`` delivers a sample event through the subscription's
 handler at once and answers with the outcome.
 """
@@ -27,7 +28,7 @@ from hub.admin_bodies import (
     validate_subscription,
     view,
 )
-from hub.config import SubscriptionConfig
+from hub.config import HubConfig, SubscriptionConfig
 from hub.errors import ConfigError, PluginError
 from hub.outcome import Outcome
 from hub.plugins import build_handlers
@@ -38,6 +39,27 @@ if TYPE_CHECKING:
     from hub.substore import SubscriptionStore
 
 log = structlog.get_logger(__name__)
+
+
+def read_only_reason(config: HubConfig, name: str) -> str:
+    """Why the configured subscription ``name`` cannot be changed through the API, and how to
+    change it: in the file it comes from, or, for the built-in default, by giving one."""
+    if config.default_subscriptions:
+        if config.source_path is None:
+            where = "the hub was started without a configuration file"
+            how = ("start the hub with one (--config FILE or HUB_CONFIG) that has a "
+                   "`subscriptions:` list")
+        else:
+            where = f"{config.source_path} has no `subscriptions:` list"
+            how = "add a `subscriptions:` list to that file"
+        return (f"subscription {name!r} is the built-in default ({where}) and is read-only "
+                f"here; to change or remove it, {how}: any list replaces the built-in "
+                "console subscription (`subscriptions: []` for none)")
+    if config.source_path is None:
+        return (f"subscription {name!r} comes from the hub's configuration (HUB_SUBSCRIPTIONS "
+                "in the environment) and is read-only here; change it there")
+    return (f"subscription {name!r} comes from the configuration file {config.source_path} and "
+            "is read-only here; change it there")
 
 
 class SubscriptionRoutes:
@@ -72,8 +94,7 @@ class SubscriptionRoutes:
 
     def _writable(self, name: str) -> SubscriptionStore:
         if name in self._config_subs():
-            raise ApiError(409, f"subscription {name!r} comes from the configuration file and "
-                                "is read-only; change it there", "name")
+            raise ApiError(409, read_only_reason(self.hub.config, name), "name")
         if self.store is None:
             raise ApiError(409, "runtime subscriptions are not enabled in this process")
         return self.store

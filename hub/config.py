@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -265,6 +266,19 @@ class HubConfig(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     """``console`` for people, ``json`` for log pipelines."""
 
+    _source_path: Path | None = PrivateAttr(default=None)  # set by load_config; not a setting
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this configuration was loaded from; ``None`` when none was given."""
+        return self._source_path
+
+    @property
+    def default_subscriptions(self) -> bool:
+        """True when ``subscriptions`` is the built-in default (one console subscription):
+        neither the file nor the environment set the list."""
+        return "subscriptions" not in self.model_fields_set
+
     @field_validator("subscriptions")
     @classmethod
     def _unique_names(cls, subs: list[SubscriptionConfig]) -> list[SubscriptionConfig]:
@@ -313,9 +327,11 @@ def load_config(path: Path | None = None) -> HubConfig:
     _refuse_unknown_env()
     data = _read_yaml(path) if path is not None else {}
     try:
-        return HubConfig(**data)
+        config = HubConfig(**data)
     except ValidationError as exc:
         raise _to_config_error(exc, path) from None
+    config._source_path = path
+    return config
 
 
 def _refuse_unknown_env() -> None:

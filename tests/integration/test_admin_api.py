@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import urllib.error
 import urllib.parse
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,7 +30,7 @@ from yarl import URL
 from hub.admin import AdminServer
 from hub.app import Hub, Roles
 from hub.client import HubClient, HubClientError
-from hub.config import HubConfig
+from hub.config import HubConfig, load_config
 from hub.embedded import free_port
 from hub.events import Event
 from hub.substore import SubscriptionStore, store_topic
@@ -384,6 +386,46 @@ async def test_readyz_reports_an_unreachable_broker() -> None:
             assert resp.status == 200
         async with http.get(admin.url + "/metrics") as resp:
             assert resp.status == 200 and "registry_hub_deliveries" in await resp.text()
+
+
+@pytest.mark.parametrize("file_yaml", [None, "kafka:\n  topic: t\n",
+                                       "subscriptions:\n  - {name: console, handler: console}\n"],
+                         ids=["no-file", "file-without-subscriptions", "file-with-subscriptions"])
+async def test_read_only_subscriptions_say_where_to_change_them(
+        file_yaml: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick start's console subscription is the built-in default, not the file's: the
+    409 says so and how to replace it; a file's subscription names the file."""
+    for name in [k for k in os.environ if k.upper().startswith("HUB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HUB_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HUB_ADMIN__PORT", "0")
+    monkeypatch.setenv("HUB_ADMIN__TOKEN", ADMIN_TOKEN)
+    path = None
+    if file_yaml is not None:
+        path = tmp_path / "hub.yaml"
+        path.write_text(file_yaml, encoding="utf-8")
+    config = load_config(path)
+    async with AdminServer(Hub(config, Roles(detect=False, deliver=False))) as admin, \
+            aiohttp.ClientSession() as http:
+        api = Api(http, admin.url)
+        status, listed = await api("GET", "/api/subscriptions")
+        assert status == 200 and [s["name"] for s in listed["subscriptions"]] == ["console"]
+        status, deleted = await api("DELETE", "/api/subscriptions/console")
+        status_patch, patched = await api("PATCH", "/api/subscriptions/console",
+                                          {"enabled": False})
+    assert (status, status_patch) == (409, 409) and deleted == patched
+    error = deleted["error"]
+    if file_yaml is None:
+        assert "built-in default" in error and "without a configuration file" in error
+        assert "--config FILE" in error
+    if file_yaml is not None and "subscriptions" not in file_yaml:
+        assert "built-in default" in error and f"{path} has no `subscriptions:` list" in error
+        assert "add a `subscriptions:` list to that file" in error
+    if file_yaml is None or "subscriptions" not in file_yaml:
+        assert "replaces the built-in console subscription" in error
+    else:
+        assert "built-in" not in error
+        assert f"comes from the configuration file {path}" in error
 
 
 # --- fuzz: bad input never yields a 5xx ----------------------------------------------------
