@@ -7,7 +7,7 @@ from typing import Any, ClassVar, TextIO
 
 from hub.events import Event
 from hub.outcome import Outcome
-from hub.plugins import HandlerContext, HandlerOptions
+from hub.plugins import HandlerContext, HandlerOptions, is_test
 
 
 class ConsoleOptions(HandlerOptions):
@@ -15,7 +15,8 @@ class ConsoleOptions(HandlerOptions):
 
 
 def describe(event: Event) -> str:
-    """A one-line summary, e.g. ``iris  v3  stage None → Production``."""
+    """A one-line summary, e.g. ``iris  v3  stage None → Production``; a test send starts
+    with ``[test]``."""
     d = event.data
     where = event.model + (f" v{event.version}" if event.version else "")
     kind = event.type.split(".", 1)[-1]
@@ -33,7 +34,8 @@ def describe(event: Event) -> str:
         detail = f"status {d['previous_status']} → {d['status']}"
     elif "description" in d and "previous_description" in d:
         detail = f"description {d['description']!r}"
-    return f"{event.time:%H:%M:%S} {event.type:<36} {where:<28} {detail}".rstrip() or kind
+    mark = "[test] " if is_test(event) else ""
+    return f"{mark}{event.time:%H:%M:%S} {event.type:<36} {where:<28} {detail}".rstrip() or kind
 
 
 class ConsoleHandler:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hub.events import EVENT_TYPES, Event
+from hub.plugins import is_test
 
 MAX_BLOCKS = 50
 MAX_HEADER = 150
@@ -204,10 +205,11 @@ def default_message(event: Event, ui_url: str | None) -> SlackMessage:
     urls = links(event, ui_url)
     where = f"*{_v(event.model)}*" + (f" v{_v(event.version)}" if event.version else "")
     emoji, title, summary = _DESCRIBE.get(event.type, _generic)(event, where, data)
+    mark = _test_mark(event)
     fields = _fields(event, data, urls)
     blocks: list[dict[str, Any]] = [
         {"type": "header",
-         "text": {"type": "plain_text", "text": truncate(f"{emoji} {title}", MAX_HEADER),
+         "text": {"type": "plain_text", "text": truncate(f"{emoji} {mark}{title}", MAX_HEADER),
                   "emoji": True}},
         _section(summary, fields),
     ]
@@ -234,7 +236,13 @@ def default_message(event: Event, ui_url: str | None) -> SlackMessage:
     blocks.append({"type": "context",
                    "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(context),
                                                                      MAX_FIELD)}]})
-    return SlackMessage(text=truncate(f"{emoji} {summary}", MAX_TEXT), blocks=blocks[:MAX_BLOCKS])
+    return SlackMessage(text=truncate(f"{emoji} {mark}{summary}", MAX_TEXT),
+                        blocks=blocks[:MAX_BLOCKS])
+
+
+def _test_mark(event: Event) -> str:
+    """``[test] `` before the header and the text of a test send (templates included)."""
+    return "[test] " if is_test(event) else ""
 
 
 # --- templates -----------------------------------------------------------------------------
@@ -340,6 +348,7 @@ def build_message(event: Event, *, ui_url: str | None,
     if template is not None:
         rendered = render_template(template, event, ui_url).strip()
         if rendered:
+            rendered = _test_mark(event) + rendered
             return SlackMessage(text=truncate(rendered, MAX_TEXT),
                                 blocks=[_section(rendered)])
     return default_message(event, ui_url)

@@ -19,7 +19,7 @@ from yarl import URL
 from hub.config import SubscriptionConfig
 from hub.errors import ConfigError, PluginError
 from hub.events import Event, EventType
-from hub.plugins import load_plugin, validate_options
+from hub.plugins import TEST_FLAG, load_plugin, validate_options
 
 MASK = "***"
 SECRET_WORDS = ("secret", "token", "password", "authorization", "api_key", "apikey",
@@ -80,7 +80,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def sample_event(sub: SubscriptionConfig, source: str) -> Event:
-    """A realistic stage transition for ``POST /api/subscriptions/{name}/test``."""
+    """A realistic stage transition for ``POST /api/subscriptions/{name}/test``, marked as a
+    test (``data.test: true``, see :func:`hub.plugins.is_test`) so no receiver mistakes it
+    for a real one."""
     model = next((m for m in sub.models if not any(c in m for c in "*?[")), "example-model")
     run_id = uuid.uuid4().hex
     return Event(
@@ -88,7 +90,8 @@ def sample_event(sub: SubscriptionConfig, source: str) -> Event:
         model=model, version="1", time=datetime.now(UTC), source=source,
         data={"model_name": model, "version": "1", "run_id": run_id,
               "source": f"runs:/{run_id}/model", "from_stage": "Staging",
-              "to_stage": "Production", "tags": {}, "aliases": [], "tracking_uri": source})
+              "to_stage": "Production", "tags": {}, "aliases": [], "tracking_uri": source,
+              TEST_FLAG: True})
 
 
 def view(sub: SubscriptionConfig, source: str, description: str | None = None) -> dict[str, Any]:

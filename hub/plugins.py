@@ -22,6 +22,14 @@ from hub.events import Event
 from hub.outcome import Outcome
 
 ENTRY_POINT_GROUP = "registry_hub.handlers"
+TEST_FLAG = "test"
+"""``event.data[TEST_FLAG] is True`` on the sample event of ``POST
+/api/subscriptions/{name}/test``; registry events never carry the key."""
+
+
+def is_test(event: Event) -> bool:
+    """A test send, not a registry change: handlers mark what they show with it."""
+    return event.data.get(TEST_FLAG) is True
 
 
 class HandlerOptions(BaseModel):

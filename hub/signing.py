@@ -31,6 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hub.errors import HubError
 from hub.events import Event, EventType
+from hub.plugins import is_test
 
 SignatureFormat = Literal["standard", "mlflow", "databricks"]
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -266,7 +267,8 @@ def databricks_body(event: Event, webhook_id: str) -> bytes:
         body["tags"] = [{"key": d.get("key"), "value": d.get("value")}]
     elif isinstance(d.get("tags"), dict):
         body["tags"] = [{"key": k, "value": v} for k, v in d["tags"].items()]
-    body["text"] = summary(event)
+    # Databricks' format has no field for a test send: its text says so
+    body["text"] = ("[test] " if is_test(event) else "") + summary(event)
     return _dump(body)
 
 

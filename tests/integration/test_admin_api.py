@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import urllib.error
 import urllib.parse
@@ -386,6 +387,36 @@ async def test_readyz_reports_an_unreachable_broker() -> None:
             assert resp.status == 200
         async with http.get(admin.url + "/metrics") as resp:
             assert resp.status == 200 and "registry_hub_deliveries" in await resp.text()
+
+
+async def test_a_test_send_is_marked_and_a_real_event_is_not(
+        kafka_bootstrap: str, topic_name: str, receiver: Receiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = admin_config(kafka_bootstrap, topic_name, [
+        {"name": "shown", "handler": "console", "models": ["iris"]},
+        webhook("hook", f"{receiver.url}/ok/hook", models=["iris"])])
+    async with running_hub(config) as (_, _, admin), aiohttp.ClientSession() as http:
+        api = Api(http, admin.url)
+        for name in ("shown", "hook"):
+            status, result = await api("POST", f"/api/subscriptions/{name}/test")
+            assert (status, result["status"]) == (200, "delivered"), result
+        await publish(config, [transition(1, "Production")])
+        test_hit, real_hit = await receiver.wait_for(2, "/ok/hook")
+        printed: list[str] = []
+
+        async def console_lines() -> list[str]:
+            printed.extend(line for line in capsys.readouterr().out.splitlines()
+                           if CONSOLE_LINE.match(line))  # structlog's default also prints
+            return printed
+
+        test_line, real_line = await eventually(console_lines, lambda ls: len(ls) >= 2)
+    assert test_hit.verified and test_hit.body["data"]["test"] is True
+    assert real_hit.headers["webhook-id"] == "evt-1" and "test" not in real_hit.body["data"]
+    assert test_line.startswith("[test] ") and "iris v1" in test_line
+    assert not real_line.startswith("[test]") and "iris v1" in real_line
+
+
+CONSOLE_LINE = re.compile(r"^(\[test\] )?\d\d:\d\d:\d\d model_version\.stage_transitioned ")
 
 
 @pytest.mark.parametrize("file_yaml", [None, "kafka:\n  topic: t\n",

@@ -1,16 +1,23 @@
 """Pure parts of the admin API: secret masking, echoing masked secrets back, merge patch,
-body parsing."""
+body parsing, the test-send sample event."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.admin_bodies import ApiError, mask, merge_patch, parse_object, unmask, view
+from handlers.console import describe
+from handlers.deploy_targets import deploy_request, record
+from handlers.slack_messages import build_message
+from hub.admin_bodies import ApiError, mask, merge_patch, parse_object, sample_event, unmask, view
 from hub.config import SubscriptionConfig
+from hub.plugins import TEST_FLAG, is_test
+from hub.signing import webhook_body
+from tests.unit.test_deploy_payloads import SCHEMA_PATH, schema_errors
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy0xMjM0NTY3ODkw"
 
@@ -67,3 +74,30 @@ def test_parse_object_refuses_anything_but_an_object(raw: bytes) -> None:
         parse_object(raw)
     assert info.value.status == 400
     assert parse_object(b" ", empty={}) == {}
+
+
+def test_a_test_send_is_marked_wherever_it_shows_and_a_real_event_is_not() -> None:
+    sample = sample_event(SubscriptionConfig(name="s", handler="console", models=["iris"]),
+                          "http://mlflow")
+    real = replace(sample, id="evt-1", data={k: v for k, v in sample.data.items()
+                                             if k != TEST_FLAG})
+    assert is_test(sample) and sample.data[TEST_FLAG] is True and not is_test(real)
+
+    assert describe(sample).startswith("[test] ") and describe(sample)[7:] == describe(real)
+    for fmt in ("standard", "mlflow"):
+        assert json.loads(webhook_body(sample, fmt))["data"][TEST_FLAG] is True
+        assert TEST_FLAG not in json.loads(webhook_body(real, fmt))["data"]
+    databricks = json.loads(webhook_body(sample, "databricks", webhook_id="s"))
+    assert databricks["text"] == "[test] " + json.loads(
+        webhook_body(real, "databricks", webhook_id="s"))["text"]
+    slack, plain = build_message(sample, ui_url=None, templates={}), build_message(
+        real, ui_url=None, templates={})
+    assert slack.text == plain.text.replace(" ", " [test] ", 1)
+    assert slack.blocks[0]["text"]["text"] == plain.blocks[0]["text"]["text"].replace(
+        " ", " [test] ", 1)
+    templated = build_message(sample, ui_url=None, templates={"*": "{model} v{version}"})
+    assert templated.text == "[test] iris v1"
+    # still a valid deploy request (the id says test-...; the v1 schema has no test field)
+    request = record(deploy_request("s", sample))
+    assert request["event_id"].startswith("test-")
+    assert schema_errors(request, json.loads(SCHEMA_PATH.read_text())) == []
