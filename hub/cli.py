@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hub.app import Hub, Roles
 from hub.config import HubConfig, config_path_from_env, load_config
 from hub.errors import ConfigError, HubError
 from hub.plugins import validate_options
+from hub.ready import report_readiness
 
 log = structlog.get_logger("hub.cli")
 
@@ -55,6 +57,7 @@ def load(args: argparse.Namespace) -> HubConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     args = _parser().parse_args(argv)
     try:
         config = load(args)
@@ -76,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _run(run_mlflow_webhook(config, args))
     roles = {"run": Roles(), "detect": Roles(deliver=False), "deliver": Roles(detect=False)}
-    return _run(_serve(config, roles[args.command]))
+    return _run(_serve(config, roles[args.command], started))
 
 
 def _run(coro: object) -> int:
@@ -92,7 +95,7 @@ def _run(coro: object) -> int:
         return EXIT_FAILURE
 
 
-async def _serve(config: HubConfig, roles: Roles) -> int:
+async def _serve(config: HubConfig, roles: Roles, started: float) -> int:
     loop = asyncio.get_running_loop()
     async with Hub(config, roles) as hub:
         signals = 0
@@ -108,6 +111,10 @@ async def _serve(config: HubConfig, roles: Roles) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        await hub.run()
+        readiness = asyncio.create_task(report_readiness(hub, started=started))
+        try:
+            await hub.run()
+        finally:
+            readiness.cancel()
     log.info("hub.stopped")
     return EXIT_OK

@@ -11,148 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.hub_process import (
+    EVENT_TIMEOUT_S,
+    STARTUP_TIMEOUT_S,
+    HubProcess,
+    clean_env,
+    console_event,
+    field,
+    process_gone,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from tests.support.mlflow_server import MlflowServer
-
-STARTUP_TIMEOUT_S = 90.0  # embedded broker + MLflow import + first scan (creates the DB)
-EVENT_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without anything that configures the hub or MLflow."""
-    drop = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k not in drop}
-    return env | {"MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"} | extra
-
-
-class HubProcess:
-    """``python -m hub <args>`` with its output collected line by line."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-            errors="replace",
-        )  # fmt: skip
-        self._cond = threading.Condition()
-        self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._open = {"stdout": True, "stderr": True}
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._threads = [
-            threading.Thread(target=self._pump, args=(name, stream), daemon=True)
-            for name, stream in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr))
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _pump(self, name: str, stream: IO[str]) -> None:
-        for line in stream:
-            with self._cond:
-                self._lines[name].append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._open[name] = False
-            self._cond.notify_all()
-
-    def lines(self, name: str) -> list[str]:
-        with self._cond:
-            return list(self._lines[name])
-
-    def dump(self) -> str:
-        return (f"--- exit code {self.proc.poll()}\n--- stdout\n" + "\n".join(self.lines("stdout"))
-                + "\n--- stderr\n" + "\n".join(self.lines("stderr")))
-
-    def wait_line(self, name: str, predicate: Callable[[str], bool], what: str,
-                  timeout_s: float = EVENT_TIMEOUT_S) -> str:
-        """The first line of ``name`` satisfying ``predicate``; fails at the deadline or when
-        the stream closes (the process exited) without one."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while True:
-                for line in self._lines[name]:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if not self._open[name] or remaining <= 0:
-                    why = "the process closed it" if not self._open[name] else f"{timeout_s:g} s"
-                    pytest.fail(f"no {what} on {name} ({why})\n{self.dump()}")
-                self._cond.wait(remaining)
-
-    def log_line(self, event: str, timeout_s: float = EVENT_TIMEOUT_S) -> str:
-        """The structlog line of ``event`` (console renderer: ``<time> [<level>] <event> k=v``)."""
-        pattern = re.compile(rf"\]\s+{re.escape(event)}(\s|$)")
-        return self.wait_line("stderr", lambda line: bool(pattern.search(line)), event, timeout_s)
-
-    def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the hub did not exit within {timeout_s:g} s of SIGTERM\n{self.dump()}")
-        for thread in self._threads:
-            thread.join(timeout=5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def start_hub() -> Iterator[Callable[..., HubProcess]]:
-    procs: list[HubProcess] = []
-
-    def start(args: list[str], cwd: Path, env: dict[str, str]) -> HubProcess:
-        procs.append(HubProcess(args, cwd, env))
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        proc.kill()
-
-
-def field(line: str, name: str) -> str:
-    match = re.search(rf"\b{name}=(\S+)", line)
-    assert match, f"no {name}= in {line!r}"
-    return match.group(1)
-
-
-def console_event(event_type: str, model: str, version: str | None = None, *details: str
-                  ) -> Callable[[str], bool]:
-    """Matches a console line ``HH:MM:SS <type> <model> [vN] <detail>``."""
-    def match(line: str) -> bool:
-        parts = line.split()
-        return (len(parts) >= 3 and parts[1] == event_type and parts[2] == model
-                and (version is None or parts[3:4] == [f"v{version}"])
-                and all(d in line for d in details))
-    return match
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d [a-z_]+\.[a-z_]+ +\S+")
 
@@ -166,10 +46,13 @@ def test_run_with_no_config_watches_local_sqlite_and_prints_each_change(
 
     started = hub.log_line("embedded_broker.started", STARTUP_TIMEOUT_S)
     broker_pid = int(field(started, "pid"))
-    assert "in memory" in started and "local use only" in started, started
-    assert "registry=sqlite:///mlflow.db" in hub.log_line("hub.started", STARTUP_TIMEOUT_S)
-    hub.log_line("delivery.lane_started", STARTUP_TIMEOUT_S)
-    hub.log_line("detector.baseline", STARTUP_TIMEOUT_S)
+    assert "local use only" in started, started
+    ready = hub.wait_line("stdout", lambda line: line.startswith("registry-hub ready"),
+                          "the ready line", STARTUP_TIMEOUT_S)
+    assert "watching sqlite:///mlflow.db (0 models)" in ready, ready
+    assert f"kept in {tmp_path.resolve() / '.registry-hub'}" in ready, ready
+    assert "1 subscription(s): console" in ready and "admin http://127.0.0.1:" in ready, ready
+    hub.log_line("detector.baseline", 0)  # the ready line waits for the first scan
     db = tmp_path / "mlflow.db"
     assert db.is_file(), "the hub should watch (and create) ./mlflow.db in its working directory"
 
@@ -202,9 +85,11 @@ def test_run_with_no_config_watches_local_sqlite_and_prints_each_change(
     assert any(re.search(r"\]\s+hub\.stopped", line) for line in stderr), hub.dump()
     assert process_gone(broker_pid), f"embedded broker pid {broker_pid} survived the hub"
 
-    stdout = hub.lines("stdout")
+    ready_line, *stdout = hub.lines("stdout")
+    assert ready_line == ready
     assert all(CONSOLE_LINE.match(line) for line in stdout), \
-        f"stdout should hold only event lines (logs go to stderr)\n{hub.dump()}"
+        f"stdout should hold the ready line, then only event lines (logs go to stderr)\n" \
+        f"{hub.dump()}"
     assert [line.split()[1] for line in stdout if line.split()[2] == name] == [
         "registered_model.created",
         "model_version.created",
@@ -269,4 +154,8 @@ def test_detect_publishes_cloudevents_to_an_external_broker(
     assert code == 0, hub.dump()
     assert any(re.search(r"\]\s+hub\.stopped", line) for line in hub.lines("stderr")), hub.dump()
     assert not any("embedded_broker" in line for line in hub.lines("stderr")), hub.dump()
-    assert hub.lines("stdout") == [], "detect runs no delivery, so the console prints nothing"
+    ready, *events = hub.lines("stdout")
+    assert ready.startswith("registry-hub ready in ") and mlflow_server.url in ready, ready
+    assert f"events → topic {topic_name} on {kafka_bootstrap}" in ready, ready
+    assert "subscription" not in ready, "detect runs no delivery"
+    assert events == [], "detect runs no delivery, so the console prints nothing"
