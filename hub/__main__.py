@@ -1,5 +1,3 @@
-import sys
+from hub.cli import entry
 
-from hub.cli import main
-
-sys.exit(main())
+entry()
