@@ -268,6 +268,8 @@ def test_the_receiver_subscription_reaches_the_example_receiver(
     url = urlsplit(sub.options["url"])
     receiver = environment("receiver")
     assert url.hostname == "receiver" and url.port == int(receiver["PORT"])
+    assert receiver["HOST"] == "0.0.0.0", "the receiver defaults to loopback: the workers " \
+        "in other containers reach it only if it listens on every interface"
     assert sub.options["secret"] == receiver["WEBHOOK_SECRET"]
     assert SERVICES["receiver"]["entrypoint"][-1] == "/app/examples/receiver.py"
     assert (ROOT / "examples" / "receiver.py").is_file()
