@@ -1,11 +1,14 @@
 """The admin HTTP API: health, metrics, subscriptions, deliveries, dead letters.
 
-One aiohttp server on ``admin.host:admin.port`` (``/ingest/mlflow`` shares it). A bearer
-token (``admin.token``) guards ``/api/*``; ``/healthz``, ``/readyz``, ``/metrics`` and the
-signed ``/ingest`` stay open. Every answer is JSON (``{"error": ..., "field": ...}`` on
-failure): 400 malformed request (bad JSON, not an object, bad query parameter), 401 missing
-or wrong token, 404 unknown subscription, 409 read-only (config-file) subscription or name
-taken, 422 a well-formed subscription that fails validation, 503 Kafka unavailable (and
+One hardened listener (:mod:`hub.listener`) on ``admin.host:admin.port`` (``/ingest/mlflow``
+shares it). A bearer token guards every ``/api/*`` route, always (:mod:`hub.admin_token`:
+configured, or generated and kept); ``/healthz``, ``/readyz``, ``/metrics`` and the signed
+``/ingest`` stay open. Requests that change state (POST, PUT, PATCH under ``/api``) must be
+``application/json``, so no HTML form can forge one. Every answer is JSON
+(``{"error": ..., "field": ...}`` on failure): 400 malformed request (bad JSON, not an object,
+bad query parameter), 401 missing or wrong token, 404 unknown subscription, 409 read-only
+(config-file) subscription or name taken, 415 not JSON, 421 a foreign ``Host`` on a loopback
+listener, 422 a well-formed subscription that fails validation, 503 Kafka unavailable (and
 ``/readyz`` when a check fails). Bad input never yields a 5xx. The subscription routes are
 in :mod:`hub.admin_subscriptions`, the pure body handling in :mod:`hub.admin_bodies`.
 
@@ -31,10 +34,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub.admin_bodies import ApiError, parse_object
 from hub.admin_subscriptions import SubscriptionRoutes
+from hub.admin_token import AdminToken, admin_token
 from hub.bus import connection_options, recent_records
-from hub.errors import BusError, ConfigError
+from hub.errors import BusError
 from hub.ingest import add_ingest_routes
 from hub.jobs import Attempt
+from hub.listener import Listener
 from hub.outcome import Status
 from hub.replay import dead_letters, replay_dead_letters
 
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+_WITH_BODY = {"POST", "PUT", "PATCH"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -73,7 +79,8 @@ class AdminServer:
     """``async with AdminServer(hub, store=store) as admin: admin.url``."""
 
     def __init__(self, hub: Hub, *, store: SubscriptionStore | None = None,
-                 stale_after_s: float | None = None, broker_check_ttl_s: float = 2.0) -> None:
+                 token: AdminToken | None = None, stale_after_s: float | None = None,
+                 broker_check_ttl_s: float = 2.0) -> None:
         self.hub = hub
         self.store = store
         cfg = hub.config
@@ -83,28 +90,18 @@ class AdminServer:
         self._broker_checked: tuple[float, dict[str, Any]] | None = None
         self._broker_lock = asyncio.Lock()
         self._reads = asyncio.Semaphore(4)  # bounds concurrent topic scans
-        token = cfg.admin.token.get_secret_value() if cfg.admin.token else None
-        self._token = token.encode() if token else None
-        self._runner: web.AppRunner | None = None
+        self.token = token or admin_token(cfg)
+        self._token = self.token.value.encode()
+        self._listener = Listener(cfg.admin.host, cfg.admin.port,
+                                  read_deadline_s=cfg.admin.read_deadline_s)
         self.url = ""
         self._closed = False
 
     async def __aenter__(self) -> AdminServer:
-        app = self.build_app()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        cfg = self.hub.config.admin
-        site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self.aclose()
-            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
-                              field="admin.port") from None
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-        self.url = f"http://{host}:{port}"
-        log.info("admin.started", url=self.url, auth=self._token is not None)
+        await self._listener.start(self.build_app())
+        self.url = self._listener.url
+        log.info("admin.started", url=self.url, token=self.token.origin,
+                 loopback_only=self._listener.loopback_only)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -114,11 +111,12 @@ class AdminServer:
         if self._closed:
             return
         self._closed = True
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._listener.aclose()
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth])
+        client_max_size = max(self.hub.config.ingest.max_body_bytes, 1024 ** 2)
+        app = web.Application(client_max_size=client_max_size,
+                              middlewares=[self._listener.guard, self._errors, self._auth])
         r = app.router
         r.add_get("/healthz", self._healthz)
         r.add_get("/readyz", self._readyz)
@@ -154,12 +152,16 @@ class AdminServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is not None and _under_api(request):
+        if _under_api(request):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                     given.strip().encode(), self._token):
-                return _error(401, "missing or wrong bearer token",
+                return _error(401, "missing or wrong bearer token (admin.token, or the one "
+                                   "kept in <state_dir>/admin-token)",
                               headers={"WWW-Authenticate": 'Bearer realm="registry-hub"'})
+            if request.method in _WITH_BODY and request.content_type != "application/json":
+                return _error(415, "send JSON: Content-Type must be application/json",
+                              "Content-Type")
         return await handler(request)
 
     # --- health and metrics -----------------------------------------------------------

@@ -187,8 +187,21 @@ class AdminConfig(Section):
     port: int = Field(8080, ge=0, le=65535)
     """The admin API, /metrics, health checks and /ingest/mlflow share this port."""
     token: SecretStr | None = None
-    """Bearer token required on /api/* when set (health, metrics and ingest stay open;
-    ingest is protected by its signature)."""
+    """Bearer token every /api/* call needs (health, metrics and the signed ingest stay
+    open). Unset: one is generated at first start, kept in ``<state_dir>/admin-token`` and
+    shown once in the ready line. Never empty: there is no way to switch auth off."""
+    read_deadline_s: float = Field(10, gt=0, le=300)
+    """A connection must send a whole request (headers and body) within this many seconds
+    of opening or of its previous answer, else it is closed (slow-client protection)."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("an empty token would leave the admin API open, which is not "
+                             "possible; remove the setting to have a token generated, or set "
+                             "a long random one")
+        return value
 
 
 class IngestConfig(Section):

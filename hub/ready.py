@@ -86,7 +86,7 @@ def ready_line(host: ReadyHost, elapsed_s: float) -> str:
         names = sorted(host.worker.lanes)
         parts.append(f"{len(names)} subscription(s): {', '.join(names) or 'none'}")
     if host.admin is not None:
-        parts.append(f"admin {host.admin.url}")
+        parts.append(f"admin {host.admin.url} ({host.admin.token.describe()})")
     return f"registry-hub ready in {elapsed_s:.1f} s: " + " · ".join(parts)
 
 

@@ -91,6 +91,8 @@ class Api:
                        ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        if method in ("POST", "PUT", "PATCH"):
+            headers["Content-Type"] = "application/json"
         async with self.http.request(method, self.url + path, data=data,
                                      headers=headers) as resp:
             text = await resp.text()

@@ -29,6 +29,7 @@ DEFAULT_ADMIN_PORT = 8080
 KAFKA_MIN_SESSION_TIMEOUT_MS = 6000  # Apache Kafka's group.min.session.timeout.ms default
 #: values for the variables the user must export (``${VAR:?...}``)
 USER_VARS = {"MLFLOW_WEBHOOK_SECRET": "s3cr3t-for-tests",
+             "REGISTRY_HUB_ADMIN_TOKEN": "admin-token-for-tests",
              "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "a" * 43 + "="}
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -161,6 +162,8 @@ def test_hub_environment_maps_to_real_config_keys_and_validates(
     assert config.admin.host == "0.0.0.0", "the admin port must be reachable from other containers"
     assert config.kafka.session_timeout_ms >= KAFKA_MIN_SESSION_TIMEOUT_MS
     assert not config.kafka.embedded
+    assert config.admin.token is not None, "a container must not keep a generated token"
+    assert variables(env["HUB_ADMIN__TOKEN"]) == {"REGISTRY_HUB_ADMIN_TOKEN"}
 
 
 def test_unknown_hub_variables_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,6 +190,8 @@ def test_admin_ports_health_checks_and_published_port() -> None:
     detector = SERVICES["hub-detector"]
     port = admin_port("hub-detector")
     assert [container_port(p) for p in detector["ports"]] == [port]
+    assert all(str(p).startswith("127.0.0.1:") for p in detector["ports"]), \
+        "the admin port is published on the host's loopback only"
     for service in ("hub-detector", "hub-worker"):
         url = urlsplit(healthcheck_url(service))
         assert url.port == admin_port(service)
