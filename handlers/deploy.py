@@ -52,7 +52,7 @@ from handlers.deploy_targets import (
 )
 from hub.errors import PluginError
 from hub.events import Event
-from hub.http import find_refusal
+from hub.http import RedirectRefused, find_refusal
 from hub.outcome import Outcome
 from hub.plugins import HandlerContext, HandlerOptions
 
@@ -329,7 +329,9 @@ class DeployHandler:
         except TimeoutError:
             return Outcome.retry(f"no answer within {self._options.timeout_s} s")
         except aiohttp.ClientError as exc:
-            refusal = find_refusal(exc)
+            refusal = find_refusal(exc)  # SSRF guard, or a redirect: the session never follows
+            if isinstance(refusal, RedirectRefused):
+                return Outcome.failed(self._redact(str(refusal)), http_status=refusal.status)
             if refusal is not None:
                 return Outcome.failed(str(refusal))
             return Outcome.retry(f"request failed: {self._redact(repr(exc))}")

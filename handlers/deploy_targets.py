@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from hub.events import Event
+from hub.http import redirect_detail
 from hub.outcome import Outcome
 
 SCHEMA_ID = "registry-hub.deploy-request/v1"
@@ -202,7 +203,8 @@ def github_outcome(status: int, headers: Mapping[str, str], body: str, *, now: f
                    ) -> Outcome:
     """Map GitHub's answer: 2xx delivered; rate limits (429, or 403 with
     ``x-ratelimit-remaining: 0`` / ``Retry-After`` / a rate-limit message) and 5xx retry;
-    401/403/404/422 and other 4xx are final, with GitHub's message."""
+    401/403/404/422 and other 4xx are final, with GitHub's message; so is a 3xx (redirects
+    are never followed)."""
     h = {k.lower(): v for k, v in headers.items()}
     message = github_message(body)
     if 200 <= status < 300:
@@ -219,6 +221,9 @@ def github_outcome(status: int, headers: Mapping[str, str], body: str, *, now: f
     if status >= 500 or status == 408:
         return Outcome.retry(f"GitHub answered {status}: {message}", http_status=status,
                              retry_after_s=parse_retry_after(h.get("retry-after"), now))
+    if 300 <= status < 400:
+        return Outcome.failed(f"GitHub: {redirect_detail(status, h.get('location'))} "
+                              f"(GitHub said: {message})", http_status=status)
     hint = _GITHUB_HINTS.get(status, "")
     return Outcome.failed(f"GitHub answered {status}: {message}" + (f" ({hint})" if hint else ""),
                           http_status=status)
@@ -253,7 +258,7 @@ def github_message(body: str) -> str:
 
 def http_outcome(status: int, headers: Mapping[str, str], body: str, *, now: float) -> Outcome:
     """2xx delivered; 410 gone; 408, 429 and 5xx retry (``Retry-After`` honoured); any other
-    status is final."""
+    status is final, a 3xx saying where it pointed (redirects are never followed)."""
     h = {k.lower(): v for k, v in headers.items()}
     snippet = body.strip()[:_DETAIL_CHARS]
     said = f"receiver answered {status}" + (f": {snippet}" if snippet else "")
@@ -264,6 +269,10 @@ def http_outcome(status: int, headers: Mapping[str, str], body: str, *, now: flo
     if status in (408, 429) or status >= 500:
         return Outcome.retry(said, http_status=status,
                              retry_after_s=parse_retry_after(h.get("retry-after"), now))
+    if 300 <= status < 400:
+        return Outcome.failed(redirect_detail(status, h.get("location"))
+                              + (f" (receiver said: {snippet})" if snippet else ""),
+                              http_status=status)
     return Outcome.failed(said, http_status=status)
 
 

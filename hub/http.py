@@ -18,6 +18,14 @@ A refusal is an :class:`SsrfRefused` (an ``OSError``), which aiohttp surfaces as
 — or ``__cause__`` chain — holds it; :func:`find_refusal` digs it out. Sessions never follow
 proxies from the environment (``trust_env=False``): a proxy would be the peer we check.
 
+Sessions never follow redirects either, whatever a caller (or a library such as slack-sdk)
+asks: a redirect would re-send the request, custom headers included, to a host nobody
+configured, and turn a POST into a GET that "succeeds". Where aiohttp would follow one, the
+session's trace hook raises :class:`RedirectRefused` (an ``aiohttp.ClientError``: "redirect
+to <location> not followed"), which :func:`find_refusal` also finds; handlers treat it,
+like any 3xx answer, as a final failure. Callers passing ``allow_redirects=False`` get the
+3xx response itself; :func:`redirect_detail` words it the same way.
+
 :func:`parse_retry_after` lives here too: any handler talking HTTP may need it.
 """
 
@@ -35,6 +43,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 if TYPE_CHECKING:  # aiohttp's own dependency; only its type names are used
     from aiohappyeyeballs import AddrInfoType, SocketFactoryType
@@ -43,6 +52,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_MAX_LOCATION_CHARS = 300
 USER_AGENT = "registry-hub"
 
 
@@ -57,6 +67,45 @@ class SsrfRefused(OSError):
             f"refused to connect: {where}, a private/loopback/link-local/reserved address; "
             "add a CIDR containing it to delivery.allowed_networks to allow it"
         )
+
+
+def redirect_detail(status: int, location: str | None) -> str:
+    """The one wording of a redirect the hub did not follow. Pure."""
+    where = location.strip()[:_MAX_LOCATION_CHARS] if location and location.strip() \
+        else "(no Location header)"
+    return (f"redirect to {where} not followed (HTTP {status}): the hub never follows "
+            "redirects; configure the final URL")
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """A response the session would have followed as a redirect ended the request instead."""
+
+    def __init__(self, status: int, location: str | None) -> None:
+        self.status = status
+        self.location = location
+        self.address = location or ""  # where it would have gone (as SsrfRefused.address)
+        super().__init__(redirect_detail(status, location))
+
+
+async def _refuse_redirect(session: aiohttp.ClientSession, context: object,
+                           params: aiohttp.TraceRequestRedirectParams) -> None:
+    """``on_request_redirect`` runs where aiohttp is about to follow a 3xx; aiohttp closes
+    the response and the request body when this raises."""
+    response = params.response
+    location = response.headers.get("Location")
+    if location:
+        try:
+            location = str(params.url.join(URL(location)))
+        except ValueError:
+            pass  # not a URL: reported as given
+    raise RedirectRefused(response.status, location)
+
+
+def no_redirects() -> aiohttp.TraceConfig:
+    """A trace config that makes a session refuse to follow any redirect."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(_refuse_redirect)
+    return trace
 
 
 def parse_networks(cidrs: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
@@ -149,13 +198,15 @@ def guarded_socket_factory(allowed: Sequence[IPNetwork]) -> SocketFactoryType:
     return factory
 
 
-def find_refusal(exc: BaseException) -> SsrfRefused | None:
-    """The :class:`SsrfRefused` behind an aiohttp error, if the guard caused it."""
+def find_refusal(exc: BaseException) -> SsrfRefused | RedirectRefused | None:
+    """The refusal behind an aiohttp error, if a session guard caused it: the SSRF guard
+    (:class:`SsrfRefused`) or the redirect guard (:class:`RedirectRefused`). Either is a
+    final failure, never worth a retry."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, SsrfRefused):
+        if isinstance(current, SsrfRefused | RedirectRefused):
             return current
         inner = getattr(current, "os_error", None)
         if isinstance(inner, SsrfRefused):
@@ -194,7 +245,8 @@ class HttpClients:
     first use (inside the running loop) and closed by :meth:`aclose` (idempotent).
 
     ``HttpClients(allowed_networks=[...]).session`` is the factory the hub lends handlers
-    as ``HandlerContext.http_session``; handlers must not close what it returns.
+    as ``HandlerContext.http_session``; handlers must not close what it returns. Its
+    sessions are SSRF-guarded and never follow a redirect (:class:`RedirectRefused`).
 
     The connection pool has no overall cap (``limit=0``): concurrency is already bounded per
     subscription (``delivery.max_in_flight``), and a shared cap would let hanging endpoints
@@ -236,6 +288,7 @@ class HttpClients:
             timeout=self._timeout,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
+            trace_configs=[no_redirects()],
         )
         self._sessions[verify_tls] = created
         return created
@@ -267,10 +320,13 @@ class HttpClients:
 __all__ = [
     "GuardedResolver",
     "HttpClients",
+    "RedirectRefused",
     "SsrfRefused",
     "find_refusal",
     "guarded_socket_factory",
     "is_forbidden",
+    "no_redirects",
     "parse_networks",
     "parse_retry_after",
+    "redirect_detail",
 ]

@@ -267,6 +267,9 @@ NOW = 1_700_000_000.0
         (500, {}, "boom", Status.RETRY, None),
         (502, {}, "<html>bad gateway</html>", Status.RETRY, None),
         (400, {}, '{"message":"Problems parsing JSON"}', Status.FAILED, None),
+        (301, {"Location": "https://api.github.com/repositories/1/dispatches"},
+         '{"message":"Moved Permanently"}', Status.FAILED, None),
+        (307, {}, '{"message":"Temporary Redirect"}', Status.FAILED, None),
     ],
 )
 def test_github_status_mapping(status: int, headers: dict[str, str], body: str,
@@ -301,6 +304,8 @@ def test_github_failure_detail_explains_what_to_check() -> None:
         (404, {}, Status.FAILED, None),
         (409, {"Retry-After": "3"}, Status.FAILED, None),
         (301, {}, Status.FAILED, None),
+        (302, {"Location": "http://elsewhere.example/hook"}, Status.FAILED, None),
+        (308, {"location": "/v2/hook"}, Status.FAILED, None),
     ],
 )
 def test_http_status_mapping(status: int, headers: dict[str, str], expected: Status,
@@ -310,6 +315,15 @@ def test_http_status_mapping(status: int, headers: dict[str, str], expected: Sta
         expected, status, retry_after)
     if expected is not Status.DELIVERED:
         assert "answer text" in outcome.detail
+
+
+@pytest.mark.parametrize("outcome_of", [http_outcome, github_outcome])
+def test_a_3xx_answer_is_final_and_says_where_it_pointed(outcome_of: Any) -> None:
+    outcome = outcome_of(302, {"Location": "http://elsewhere.example/hook"}, "", now=NOW)
+    assert (outcome.status, outcome.http_status) == (Status.FAILED, 302)
+    assert "redirect to http://elsewhere.example/hook not followed" in outcome.detail
+    missing = outcome_of(303, {}, "", now=NOW).detail
+    assert "redirect to (no Location header) not followed" in missing
 
 
 def test_retry_after_parsing() -> None:
