@@ -254,15 +254,22 @@ class AdminServer:
         return web.json_response({"deliveries": found[:limit]})
 
     async def _dead_letters(self, request: web.Request) -> web.Response:
+        """Each (event, subscription) once, at its latest state (dead, replayed, delivered),
+        newest change first; ``?state=`` filters by it."""
         limit = _query_limit(request)
-        async with self._reads:
-            letters = await dead_letters(self.hub.config, self.hub.bootstrap_servers,
-                                         subscription=request.query.get("subscription"),
-                                         event_id=request.query.get("event_id"))
-        return web.json_response(
-            {"dead_letters": [d.summary() for d in reversed(letters)][:limit]})
+        try:
+            async with self._reads:
+                letters = await dead_letters(self.hub.config, self.hub.bootstrap_servers,
+                                             subscription=request.query.get("subscription"),
+                                             event_id=request.query.get("event_id"),
+                                             state=request.query.get("state"))
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "state") from None
+        return web.json_response({"dead_letters": [s.summary() for s in letters[:limit]]})
 
     async def _replay(self, request: web.Request) -> web.Response:
+        """Replays the matching entries whose latest state is ``dead`` (any state when
+        ``event_id`` is given); says how many it enqueued and how many it skipped, why."""
         body = parse_object(await request.read(), empty={})
         try:
             ask = _ReplayRequest.model_validate(body)
@@ -270,14 +277,18 @@ class AdminServer:
             first = exc.errors()[0]
             raise ApiError(422, first["msg"], ".".join(str(p) for p in first["loc"])) from None
         async with self._reads:
-            jobs = await replay_dead_letters(self.hub.config, self.hub.bootstrap_servers,
-                                             subscription=ask.subscription,
-                                             event_id=ask.event_id)
+            result = await replay_dead_letters(self.hub.config, self.hub.bootstrap_servers,
+                                               subscription=ask.subscription,
+                                               event_id=ask.event_id)
+        skipped = {**result.skipped, **({"missing": result.missing} if result.missing else {})}
         log.info("admin.replay", subscription=ask.subscription, event_id=ask.event_id,
-                 enqueued=len(jobs))
-        return web.json_response({"enqueued": len(jobs), "replayed": [
-            {"subscription": j.subscription, "event_id": j.event.id} for j in jobs]},
-            status=202)
+                 enqueued=len(result.replayed), skipped=skipped)
+        return web.json_response({
+            "enqueued": len(result.replayed),
+            "skipped": sum(skipped.values()),
+            "skipped_by_reason": skipped,
+            "replayed": [{"subscription": s.subscription, "event_id": s.event_id}
+                         for s in result.replayed]}, status=202)
 
 
 def _under_api(request: web.Request) -> bool:

@@ -4,9 +4,11 @@
 deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success and WARNING for
 anything else), and then makes the outcome *final* before it returns:
 
-* delivered → done;
+* delivered → done (a replayed delivery also writes a ``delivered`` mark to the dead-letter
+  topic, acknowledged, so a later replay skips that dead letter; see :mod:`hub.dlq`);
 * transient failure → a :class:`~hub.jobs.Job` for the next attempt is written to the retry
-  topic and acknowledged (durably scheduled), unless the schedule is exhausted;
+  topic and acknowledged (durably scheduled), unless the schedule is exhausted; a replayed
+  job's next job is marked replayed too;
 * final failure, 410 Gone, exhausted schedule, unknown subscription → a dead-letter record
   is written and acknowledged.
 
@@ -30,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from hub.config import DeliveryConfig
 from hub.events import Event
-from hub.jobs import Attempt, DeadLetter, Job
+from hub.jobs import Attempt, DeadLetter, DeadLetterMark, Job
 from hub.metrics import Metrics
 from hub.outcome import Outcome, Status
 from hub.plugins import Handler
@@ -62,7 +64,8 @@ class Dispatcher:
         self.gone: set[str] = set()
         self._pending_records: list[tuple[bytes, bytes]] = []
 
-    async def deliver(self, subscription: str, event: Event, attempt: int = 1) -> Status:
+    async def deliver(self, subscription: str, event: Event, attempt: int = 1, *,
+                      replayed: bool = False) -> Status:
         handler = self.handlers.get(subscription)
         if handler is None:
             log.error("delivery.unknown_subscription", subscription=subscription,
@@ -95,9 +98,14 @@ class Dispatcher:
         if outcome.status is Status.DELIVERED:
             self._metrics.event_to_delivery.labels(subscription).observe(
                 max(0.0, self._clock() - event.time.timestamp()))
+            if replayed:
+                mark = DeadLetterMark(subscription, event.id, "delivered",
+                                      datetime.now(UTC).isoformat())
+                await self._send(self.topics.dead_letter, mark.key, mark.encode())
         elif outcome.status is Status.RETRY and delay is not None:
             job = Job(subscription, event, attempt + 1,
-                      int((self._clock() + delay) * 1000), last_error=outcome.detail)
+                      int((self._clock() + delay) * 1000), last_error=outcome.detail,
+                      replayed=replayed)
             await self._send(self.topics.retry, job.key, job.encode())
         elif outcome.status is Status.RETRY:
             await self._dead(subscription, event, attempt, outcome, "exhausted")
@@ -148,7 +156,7 @@ class Dispatcher:
                     reason: str) -> None:
         letter = DeadLetter(subscription, event, attempts, outcome.detail, outcome.http_status,
                             reason, datetime.now(UTC).isoformat())
-        await self._send(self.topics.dead_letter, subscription.encode(), letter.encode())
+        await self._send(self.topics.dead_letter, letter.key, letter.encode())
         self._metrics.dead_letters.labels(subscription, reason).inc()
         log.error("delivery.dead_lettered", subscription=subscription, event_id=event.id,
                   event_type=event.type, model=event.model, attempts=attempts, reason=reason,

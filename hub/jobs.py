@@ -2,6 +2,8 @@
 
 * :class:`Job` — a delivery to make at ``due_ms`` (retry topic; replay writes them too).
 * :class:`DeadLetter` — a delivery that reached a final failure (dead-letter topic).
+* :class:`DeadLetterMark` — what became of a dead letter later: replayed, delivered (the
+  dead-letter topic too, next to the dead letter; :mod:`hub.dlq` folds them).
 * :class:`Attempt` — one attempt and how it went (deliveries topic, and the log).
 """
 
@@ -50,7 +52,7 @@ class Job:
     attempt: int  # the attempt this job makes (1 = first)
     due_ms: int
     last_error: str = ""
-    replayed: bool = False
+    replayed: bool = False  # a replay made it (and the retries of such a job)
 
     @property
     def key(self) -> bytes:
@@ -89,6 +91,11 @@ class DeadLetter:
     reason: str  # "exhausted" | "failed" | "gone" | "unknown_subscription"
     dead_at: str
 
+    @property
+    def key(self) -> bytes:
+        """The subscription: its dead letters and their marks share one partition, in order."""
+        return self.subscription.encode()
+
     def encode(self) -> bytes:
         return _dumps({
             "subscription": self.subscription,
@@ -102,7 +109,10 @@ class DeadLetter:
 
     @classmethod
     def decode(cls, value: bytes) -> DeadLetter:
-        raw = json.loads(value)
+        return cls.from_dict(json.loads(value))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DeadLetter:
         return cls(
             subscription=raw["subscription"],
             event=event_from_dict(raw["event"]),
@@ -113,19 +123,38 @@ class DeadLetter:
             dead_at=raw.get("dead_at", ""),
         )
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "subscription": self.subscription,
-            "event_id": self.event.id,
-            "event_type": self.event.type,
-            "model": self.event.model,
-            "version": self.event.version,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "http_status": self.http_status,
-            "reason": self.reason,
-            "dead_at": self.dead_at,
-        }
+
+MARK_STATES = ("replayed", "delivered")
+
+
+@dataclass(frozen=True)
+class DeadLetterMark:
+    """A later state of the dead letter(s) of ``(event_id, subscription)``: ``replayed`` (a
+    replay enqueued a job for it) or ``delivered`` (a replayed job was delivered).
+
+    Written to the dead-letter topic with the dead letter's key (the subscription), so it
+    lands on the same partition, after the dead letter it is about."""
+
+    subscription: str
+    event_id: str
+    state: str  # one of MARK_STATES
+    at: str
+
+    @property
+    def key(self) -> bytes:
+        return self.subscription.encode()
+
+    def encode(self) -> bytes:
+        return _dumps({"mark": self.state, "subscription": self.subscription,
+                       "event_id": self.event_id, "at": self.at})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DeadLetterMark:
+        state = raw["mark"]
+        if state not in MARK_STATES:
+            raise ValueError(f"unknown dead-letter mark {state!r}")
+        return cls(subscription=str(raw["subscription"]), event_id=str(raw["event_id"]),
+                   state=state, at=str(raw.get("at", "")))
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ class RetryScheduler:
 
     async def _run_job(self, tp: TopicPartition, offset: int, job: Job) -> None:
         async with self._slots:
-            await self._dispatcher.deliver(job.subscription, job.event, job.attempt)
+            await self._dispatcher.deliver(job.subscription, job.event, job.attempt,
+                                           replayed=job.replayed)
         self._offsets.finished(tp, offset)
 
     async def _drain(self) -> None:

@@ -294,6 +294,17 @@ async def test_dead_letters_replay_and_a_restarted_hub(
         assert await eventually(attempts, lambda s: len(s) >= 3) == [
             "delivered", "retry", "retry"]
 
+        # the view shows it once, delivered; replaying everything skips it and says why
+        (letter,) = await eventually(letters, lambda ls: ls[0]["state"] == "delivered")
+        assert (letter["event_id"], letter["replays"]) == ("evt-1", 1)
+        status, again = await api("POST", "/api/dead-letters/replay", {})
+        assert (status, again["enqueued"], again["skipped"], again["skipped_by_reason"]) == (
+            202, 0, 1, {"delivered_after_replay": 1})
+        status, none_dead = await api("GET", "/api/dead-letters?state=dead")
+        assert (status, none_dead) == (200, {"dead_letters": []})
+        status, refused = await api("GET", "/api/dead-letters?state=lost")
+        assert (status, refused["field"]) == (400, "state")
+
         # a restarted hub (a second store) sees the runtime subscription, secret included,
         # and follows later changes made through the API
         async with SubscriptionStore(config, kafka_bootstrap) as restarted:
