@@ -110,6 +110,8 @@ def _default(field: Any) -> str:
         value = field.default
     if value is None:
         return "—"
+    if isinstance(value, Path):
+        value = str(value)
     return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
 
 
