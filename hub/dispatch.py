@@ -1,8 +1,10 @@
 """One delivery attempt, taken to a durable end.
 
-``Dispatcher.deliver`` calls the subscription's handler once, records the attempt (the
-deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success and WARNING for
-anything else), and then makes the outcome *final* before it returns:
+``Dispatcher.deliver`` looks the subscription up by name — the
+:class:`~hub.running.RunningSubscription` in effect at that moment, so an attempt is made
+with one subscription's filter and handler together — calls its handler once, records the
+attempt (the deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success
+and WARNING for anything else), and then makes the outcome *final* before it returns:
 
 * delivered → done (a replayed delivery also writes a ``delivered`` mark to the dead-letter
   topic, acknowledged, so a later replay skips that dead letter; see :mod:`hub.dlq`);
@@ -10,7 +12,9 @@ anything else), and then makes the outcome *final* before it returns:
   topic and acknowledged (durably scheduled), unless the schedule is exhausted; a replayed
   job's next job is marked replayed too;
 * final failure, 410 Gone, exhausted schedule, unknown subscription → a dead-letter record
-  is written and acknowledged.
+  is written and acknowledged;
+* a retry job whose event the subscription no longer matches (it was changed since) → no
+  attempt, final (replayed jobs are attempted whatever the filter says: someone asked).
 
 Callers commit their Kafka offsets only after ``deliver`` returned: that is the whole
 at-least-once rule.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,8 +39,8 @@ from hub.events import Event
 from hub.jobs import Attempt, DeadLetter, DeadLetterMark, Job
 from hub.metrics import Metrics
 from hub.outcome import Outcome, Status
-from hub.plugins import Handler
 from hub.retrypolicy import next_delay
+from hub.running import RunningSubscription
 
 log = structlog.get_logger(__name__)
 
@@ -50,37 +54,46 @@ class Topics:
 
 
 class Dispatcher:
-    def __init__(self, *, handlers: Mapping[str, Handler], producer: AIOKafkaProducer,
+    def __init__(self, *, subscriptions: Callable[[str], RunningSubscription | None],
+                 producer: AIOKafkaProducer,
                  topics: Topics, config: DeliveryConfig, metrics: Metrics,
                  clock: Callable[[], float] = time.time,
                  draw: Callable[[], float] = random.random) -> None:
-        self.handlers = handlers
+        self._subscriptions = subscriptions
         self._producer = producer
         self.topics = topics
         self._config = config
         self._metrics = metrics
         self._clock = clock
         self._draw = draw
-        self.gone: set[str] = set()
         self._pending_records: list[tuple[bytes, bytes]] = []
 
     async def deliver(self, subscription: str, event: Event, attempt: int = 1, *,
-                      replayed: bool = False) -> Status:
-        handler = self.handlers.get(subscription)
-        if handler is None:
+                      replayed: bool = False) -> Status | None:
+        """``None``: not attempted, the subscription no longer wants the event (final)."""
+        running = self._subscriptions(subscription)
+        if running is None:
             log.error("delivery.unknown_subscription", subscription=subscription,
                       event_id=event.id)
             await self._dead(subscription, event, attempt - 1,
                              Outcome.failed("subscription no longer exists"),
                              "unknown_subscription")
             return Status.FAILED
-        if subscription in self.gone:
+        if not replayed and not running.wants(event):
+            # a retry dropped by a change is worth a line; first attempts skip in bulk
+            level = log.info if attempt > 1 else log.debug
+            level("delivery.skipped", subscription=subscription, event_id=event.id,
+                  attempt=attempt, reason="the subscription was changed and no longer "
+                                          "matches this event")
+            return None
+        if running.gone:
             await self._dead(subscription, event, attempt - 1,
                              Outcome.gone("endpoint answered 410 Gone; delivery stopped"), "gone")
             return Status.GONE
         started = time.perf_counter()
         try:
-            outcome = await handler.deliver(event)
+            # no await since the look-up: the object is current when the attempt starts
+            outcome = await running.deliver(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a plugin bug must not lose the event: retry, then DLQ
@@ -110,11 +123,12 @@ class Dispatcher:
         elif outcome.status is Status.RETRY:
             await self._dead(subscription, event, attempt, outcome, "exhausted")
         elif outcome.status is Status.GONE:
-            self.gone.add(subscription)
+            running.gone = True  # this subscription as it is now; a replaced one starts afresh
             log.error("delivery.endpoint_gone", subscription=subscription,
                       http_status=outcome.http_status, detail=outcome.detail,
                       action="delivery to this subscription stopped; later events go to the "
-                             "dead-letter topic until the subscription is fixed and replayed")
+                             "dead-letter topic until the subscription is replaced (PUT/PATCH) "
+                             "and its dead letters replayed")
             await self._dead(subscription, event, attempt, outcome, "gone")
         else:
             await self._dead(subscription, event, attempt, outcome, "failed")

@@ -12,6 +12,14 @@ record below it was delivered, durably scheduled for retry, dead-lettered, or fi
 the subscription's rules. A worker killed at any moment therefore loses nothing; it
 re-delivers what was not final, with the same event ids. Partitions taken away by a
 rebalance are drained (up to the grace period) and committed before they go.
+
+**The subscription it delivers** is one :class:`~hub.running.RunningSubscription` (settings,
+filter, handler, Gone state), read when a record is taken (the filter) and again when its
+delivery starts (the dispatcher looks it up through :meth:`SubscriptionLane.running`).
+:meth:`~SubscriptionLane.swap` replaces it in one assignment: every delivery that starts
+afterwards uses the new one, events already taken included. :meth:`~SubscriptionLane.close`
+(the subscription was deleted) starts no delivery any more: what is in flight finishes, what
+was taken and not started stays un-final, so it is not committed.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -28,12 +35,12 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.bus import new_group_consumer
 from hub.codec import decode
-from hub.config import DeliveryConfig, KafkaConfig, SubscriptionConfig
+from hub.config import DeliveryConfig, KafkaConfig
 from hub.dispatch import Dispatcher
 from hub.events import Event
 from hub.metrics import Metrics
 from hub.offsets import OffsetTracker
-from hub.routing import matches
+from hub.running import RunningSubscription
 
 log = structlog.get_logger(__name__)
 
@@ -69,12 +76,12 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class SubscriptionLane:
-    def __init__(self, subscription: Callable[[], SubscriptionConfig | None], name: str, *,
-                 dispatcher: Dispatcher, kafka: KafkaConfig, bootstrap_servers: str,
-                 topic: str, config: DeliveryConfig, metrics: Metrics,
+    def __init__(self, running: RunningSubscription, *, dispatcher: Dispatcher,
+                 kafka: KafkaConfig, bootstrap_servers: str, topic: str,
+                 config: DeliveryConfig, metrics: Metrics,
                  started_ms: int | None = None) -> None:
-        self.name = name
-        self._subscription = subscription
+        self.name = name = running.name
+        self._running: RunningSubscription | None = running
         self._dispatcher = dispatcher
         self._kafka = kafka
         self._bootstrap = bootstrap_servers
@@ -93,6 +100,28 @@ class SubscriptionLane:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def running(self) -> RunningSubscription | None:
+        """The subscription in effect; ``None`` once closed."""
+        return self._running
+
+    def swap(self, running: RunningSubscription) -> RunningSubscription:
+        """Put ``running`` in effect now and return the one it replaces, which the caller
+        retires (its attempts in flight finish; none starts with it any more)."""
+        old = self._running
+        if old is None or running.name != self.name:
+            raise RuntimeError(f"cannot swap {running.name!r} into the closed or other lane "
+                               f"{self.name!r}")
+        self._running = running
+        return old
+
+    def close(self) -> RunningSubscription | None:
+        """The subscription was deleted or disabled: stop fetching and start no delivery;
+        returns what was in effect, which the caller retires."""
+        old, self._running = self._running, None
+        self.stop()
+        return old
 
     @property
     def pending(self) -> int:
@@ -125,7 +154,11 @@ class SubscriptionLane:
                 if time.monotonic() >= next_lag_check:
                     next_lag_check = time.monotonic() + 5
                     await self._report_lag(consumer)
-            await self._drain(self._offsets.partitions, self._config.grace_period_s)
+            if self._running is None:  # closed: in-flight attempts end (the caller retires
+                if self._tasks:  # them, bounded); chains start nothing more
+                    await asyncio.wait(set(self._tasks))
+            else:
+                await self._drain(self._offsets.partitions, self._config.grace_period_s)
             await self._commit(consumer)
         finally:
             for task in self._tasks:
@@ -134,7 +167,9 @@ class SubscriptionLane:
             log.info("delivery.lane_stopped", subscription=self.name)
 
     def _take(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        sub = self._subscription()
+        running = self._running
+        if running is None:  # closed meanwhile: take nothing (nothing seen is committed)
+            return
         for tp, records in batch.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
@@ -144,8 +179,7 @@ class SubscriptionLane:
                     log.error("delivery.bad_record", topic=tp.topic, partition=tp.partition,
                               offset=record.offset, error=str(exc), action="skipped")
                     continue
-                # sub is None: removed at runtime; the dispatcher dead-letters the event
-                if sub is not None and not matches(sub, event):
+                if not running.wants(event):
                     continue  # filtered out: final
                 self._offsets.opened(tp, record.offset)
                 key = (tp, record.key)
@@ -164,6 +198,9 @@ class SubscriptionLane:
             while chain:
                 offset, event = chain[0]
                 async with self._slots:
+                    if self._running is None:
+                        return  # closed: the rest of the chain stays open, uncommitted
+                    # looks up self.running with no await in between: the current one
                     await self._dispatcher.deliver(self.name, event)
                 chain.popleft()
                 self._offsets.finished(tp, offset)

@@ -142,8 +142,11 @@ class SubscriptionStore:
     async def put(self, sub: SubscriptionConfig, *, description: str | None = None) -> None:
         """Create or replace a runtime subscription: start it here, then persist it.
 
-        Raises ``ConfigError`` for a config-file name or a handler that cannot be built
-        (nothing is persisted then), ``BusError`` if Kafka did not acknowledge (the local
+        The change is in effect in this process when this returns: the new settings and
+        handler are swapped in whole, and attempts in flight with the old ones have
+        finished (see :meth:`~hub.worker.DeliveryWorker.add_subscription`). Raises
+        ``ConfigError`` for a config-file name or a handler that cannot be built (nothing
+        is changed or persisted then), ``BusError`` if Kafka did not acknowledge (the local
         change is rolled back).
         """
         if sub.name in self.reserved:
@@ -152,12 +155,10 @@ class SubscriptionStore:
         async with self._lock:
             previous = self.subscriptions.get(sub.name)
             changed = previous is None or previous.model_dump() != sub.model_dump()
-            try:
-                if changed:  # a new description alone does not restart the lane
-                    await self._start(sub)
-            except (ConfigError, PluginError):
-                await self._rollback(sub.name, previous)
-                raise
+            # a new description alone leaves the running subscription as it is; a handler
+            # that cannot be built raises here with nothing changed (the old one still runs)
+            if changed:
+                await self._start(sub)
             try:
                 offset = await self._send(sub.name.encode(), encode(
                     sub, description=description, now=datetime.now(UTC)))
@@ -171,7 +172,8 @@ class SubscriptionStore:
         log.info("substore.put", subscription=sub.name, handler=sub.handler, offset=offset)
 
     async def delete(self, name: str) -> bool:
-        """Write a tombstone and stop the subscription here; ``False`` if it did not exist."""
+        """Write a tombstone and stop the subscription here (nothing is delivered for it in
+        this process once this returns); ``False`` if it did not exist."""
         async with self._lock:
             if name not in self.subscriptions:
                 return False
@@ -223,6 +225,8 @@ class SubscriptionStore:
         try:
             await self._start(sub)
         except (ConfigError, PluginError) as exc:
+            if self._worker is not None:  # not the old settings either: readiness says why
+                await self._worker.refuse(sub)
             log.error("substore.apply_failed", subscription=name, error=str(exc),
                       action="listed, but not delivered by this process")
             return

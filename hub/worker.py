@@ -4,11 +4,21 @@
 Shutdown is one fixed sequence: stop intake (lanes and scheduler stop fetching) → drain
 in-flight deliveries up to ``delivery.grace_period_s`` → commit what finished (each lane
 commits its last full batch) → close handlers, HTTP clients and the producer.
+
+**Changing a subscription at runtime** (:meth:`DeliveryWorker.add_subscription`,
+:meth:`~DeliveryWorker.remove_subscription`) is effective when the call returns: a
+replacement is built first (a handler that cannot be built changes nothing), swapped into
+the lane whole (:mod:`hub.running`), and the old one retired — its attempts in flight
+finish, up to ``delivery.grace_period_s``, then they are cut short and retried with the new
+settings — before the call returns. A deleted subscription's lane starts no delivery from
+the moment of the call and is stopped before it returns. From then on nothing is delivered
+with the old settings or handler in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -23,6 +33,7 @@ from hub.lane import SubscriptionLane
 from hub.metrics import Metrics
 from hub.plugins import Handler, HandlerContext, build_handlers
 from hub.retry import RetryScheduler
+from hub.running import RunningSubscription
 from hub.source import RegistrySource
 
 log = structlog.get_logger(__name__)
@@ -53,8 +64,12 @@ class DeliveryWorker:
         self.metrics = metrics or Metrics()
         self.subscriptions = {s.name: s for s in
                               (config.subscriptions if subscriptions is None else subscriptions)}
-        self.handlers: dict[str, Handler] = {}
+        """Every subscription this worker is asked to deliver (disabled ones included); an
+        enabled one without a lane is one whose handler could not be built here."""
         self.lanes: dict[str, SubscriptionLane] = {}
+        """One lane per running subscription; ``lanes[name].running`` is the one place a
+        running subscription (settings, handler, filter, Gone state) lives."""
+        self._changes = asyncio.Lock()
         self._stack = AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
         self._source: RegistrySource | None = None
@@ -84,19 +99,20 @@ class DeliveryWorker:
                 mlflow_call=self._mlflow_call,
             )
             self._context = context
-            enabled = [s for s in self.subscriptions.values() if s.enabled]
-            self.handlers.update(build_handlers(enabled, context))
-            await self._ensure_handler_topics(self.handlers.values())
-            self._stack.push_async_callback(self._close_handlers)
-            self.dispatcher = Dispatcher(handlers=self.handlers, producer=self._producer,
+            self.dispatcher = Dispatcher(subscriptions=self.running_subscription,
+                                         producer=self._producer,
                                          topics=topics_of(self._config),
                                          config=self._config.delivery, metrics=self.metrics)
             self.scheduler = RetryScheduler(
                 dispatcher=self.dispatcher, kafka=self._config.kafka,
                 bootstrap_servers=self._bootstrap, topic=self._config.retry_topic,
                 config=self._config.delivery, metrics=self.metrics)
-            for name in self.handlers:
-                self.lanes[name] = self._lane(name)
+            self._stack.push_async_callback(self._close_handlers)
+            enabled = [s for s in self.subscriptions.values() if s.enabled]
+            for name, handler in build_handlers(enabled, context).items():
+                self.lanes[name] = self._lane(
+                    RunningSubscription(self.subscriptions[name], handler))
+            await self._ensure_handler_topics(self.handlers.values())
         except BaseException:
             await self._stack.aclose()
             raise
@@ -114,10 +130,21 @@ class DeliveryWorker:
         """What handlers of this worker are built with (the admin API's test call uses it)."""
         return self._context
 
-    def _lane(self, name: str) -> SubscriptionLane:
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """The handler of each running subscription, as of now (a snapshot)."""
+        return {name: running.handler for name, lane in self.lanes.items()
+                if (running := lane.running) is not None}
+
+    def running_subscription(self, name: str) -> RunningSubscription | None:
+        """The subscription ``name`` as it runs now (the dispatcher's look-up)."""
+        lane = self.lanes.get(name)
+        return None if lane is None else lane.running
+
+    def _lane(self, running: RunningSubscription) -> SubscriptionLane:
         assert self.dispatcher is not None
         return SubscriptionLane(
-            lambda: self.subscriptions.get(name), name, dispatcher=self.dispatcher,
+            running, dispatcher=self.dispatcher,
             kafka=self._config.kafka, bootstrap_servers=self._bootstrap,
             topic=self._config.kafka.topic, config=self._config.delivery, metrics=self.metrics)
 
@@ -154,32 +181,66 @@ class DeliveryWorker:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def add_subscription(self, sub: SubscriptionConfig) -> None:
-        """Start delivering to a subscription created at runtime (validated like config)."""
-        if sub.name in self.lanes:
-            await self.remove_subscription(sub.name)
-        self.subscriptions[sub.name] = sub
-        if not sub.enabled:
-            return
-        handlers = build_handlers([sub], self._context)
-        await self._ensure_handler_topics(handlers.values())
-        self.handlers.update(handlers)
-        lane = self.lanes[sub.name] = self._lane(sub.name)
-        if self._running:
-            self._tasks[sub.name] = asyncio.create_task(lane.run())
+        """Create or replace a subscription at runtime (validated like config); in effect
+        when this returns (see the module docstring). ``ConfigError``/``PluginError`` (its
+        handler cannot be built) and ``BusError`` leave everything as it was."""
+        async with self._changes:
+            if not sub.enabled:
+                self.subscriptions[sub.name] = sub
+                await self._stop_lane(sub.name)
+                return
+            handler = build_handlers([sub], self._context)[sub.name]
+            try:
+                await self._ensure_handler_topics([handler])
+            except BaseException:
+                await handler.aclose()
+                raise
+            running = RunningSubscription(sub, handler)
+            self.subscriptions[sub.name] = sub
+            lane = self.lanes.get(sub.name)
+            if lane is None:
+                lane = self.lanes[sub.name] = self._lane(running)
+                if self._running:
+                    self._tasks[sub.name] = asyncio.create_task(lane.run())
+                return
+            started = time.monotonic()
+            old = lane.swap(running)
+            in_flight = old.in_flight
+            cut = await old.retire(self._config.delivery.grace_period_s)
+            log.info("delivery.subscription_replaced", subscription=sub.name,
+                     in_flight=in_flight, cut_short=cut,
+                     took_ms=round((time.monotonic() - started) * 1000, 1))
 
     async def remove_subscription(self, name: str) -> None:
-        """Stop a runtime subscription's lane (its in-flight batch finishes first)."""
+        """Stop delivering a subscription: no delivery starts from the call on; attempts in
+        flight finish (cut short after the grace period); the lane commits what finished
+        and leaves its group before this returns. Events it had taken but not started stay
+        uncommitted (a subscription created again under this name gets them)."""
+        async with self._changes:
+            self.subscriptions.pop(name, None)
+            await self._stop_lane(name)
+
+    async def refuse(self, sub: SubscriptionConfig) -> None:
+        """Stop delivering ``sub.name`` and keep ``sub`` listed without a lane: its handler
+        cannot be built in this process (readiness names it)."""
+        async with self._changes:
+            self.subscriptions[sub.name] = sub
+            await self._stop_lane(sub.name)
+
+    async def _stop_lane(self, name: str) -> None:
         lane = self.lanes.pop(name, None)
-        self.subscriptions.pop(name, None)
-        if lane is not None:
-            lane.stop()
-            task = self._tasks.pop(name, None)
-            if task is not None:
-                await asyncio.wait({task}, timeout=self._config.delivery.grace_period_s)
+        if lane is None:
+            return
+        running = lane.close()  # from here on no delivery starts, not even a queued one
+        grace = self._config.delivery.grace_period_s
+        cut = 0 if running is None else await running.retire(grace)
+        task = self._tasks.pop(name, None)
+        if task is not None:  # chains end at once now; then commit and leave the group
+            _, late = await asyncio.wait({task}, timeout=grace)
+            if late:
                 task.cancel()
-        handler = self.handlers.pop(name, None)
-        if handler is not None:
-            await handler.aclose()
+            await asyncio.gather(task, return_exceptions=True)
+        log.info("delivery.subscription_stopped", subscription=name, cut_short=cut)
 
     def stop(self) -> None:
         """Stop intake; ``run`` returns once in-flight work drained (bounded by the grace)."""
@@ -210,7 +271,7 @@ class DeliveryWorker:
                                 [(t, self._config.kafka.partitions, {}) for t in sorted(wanted)])
 
     async def _close_handlers(self) -> None:
-        for name, handler in self.handlers.items():
+        for name, handler in self.handlers.items():  # the lanes are done: nothing in flight
             try:
                 await handler.aclose()
             except Exception:

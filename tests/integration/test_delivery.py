@@ -156,7 +156,7 @@ async def test_gone_endpoint_stops_and_dead_letters_later_events(
     with capture_logs() as logs:
         async with running_worker(config) as worker:
             letters = await read_topic(kafka_bootstrap, config.dead_letter_topic, at_least=2)
-            assert worker.dispatcher is not None and "gone" in worker.dispatcher.gone
+            assert (running := worker.running_subscription("gone")) is not None and running.gone
     assert [(d.data["event"]["id"], d.data["reason"]) for d in letters] == [
         ("evt-1", "gone"), ("evt-2", "gone")]
     # a failed attempt and each dead letter stay visible at the default level
