@@ -55,6 +55,7 @@ from hub.events import Event
 from hub.http import RedirectRefused, find_refusal
 from hub.outcome import Outcome
 from hub.plugins import HandlerContext, HandlerOptions
+from hub.redaction import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +156,7 @@ class DeployOptions(HandlerOptions):
             return None
         url = URL(value)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
+            raise ValueError(f"expected an http(s) URL, got {redact_url(value)!r}")
         return value.rstrip("/") if info.field_name == "api_base_url" else value
 
     @field_validator("inputs")

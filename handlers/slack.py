@@ -75,6 +75,7 @@ from hub.events import Event
 from hub.http import find_refusal, parse_retry_after
 from hub.outcome import Outcome, Status
 from hub.plugins import HandlerContext, HandlerOptions
+from hub.redaction import redact_url, url_origin
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +142,7 @@ class SlackOptions(HandlerOptions):
     def _base(cls, value: str) -> str:
         url = URL(value)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"api_base_url must be an http(s) URL, got {value!r}")
+            raise ValueError(f"api_base_url must be an http(s) URL, got {redact_url(value)!r}")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("templates")
@@ -229,8 +230,8 @@ class SlackHandler:
         self._web: AsyncWebClient | None = None
         self._hook: AsyncWebhookClient | None = None
         if options.webhook_url is not None:
-            hook = URL(options.webhook_url.get_secret_value())
-            self._where = f"{hook.scheme}://{hook.host}/…"  # the path is the secret
+            hook = options.webhook_url.get_secret_value()
+            self._where = url_origin(hook) + "/…"  # the path is the secret
             key = _digest("webhook", options.webhook_url.get_secret_value())
         else:
             assert options.token is not None and options.channel is not None

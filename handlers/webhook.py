@@ -37,13 +37,13 @@ from typing import ClassVar
 import aiohttp
 import structlog
 from pydantic import ConfigDict, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
-from yarl import URL
 
 from hub.errors import ConfigError, PluginError
 from hub.events import Event
 from hub.http import find_refusal, parse_retry_after
 from hub.outcome import Outcome, Status
 from hub.plugins import HandlerContext, HandlerOptions
+from hub.redaction import url_origin
 from hub.signing import (
     SignatureFormat,
     check_standard_secret,
@@ -172,12 +172,6 @@ def classify(status: int, headers: Mapping[str, str], *, now: datetime) -> Outco
     return Outcome.failed(text, http_status=status)
 
 
-def redact_url(url: str) -> str:
-    """Scheme, host and port only: credentials, path and query may carry tokens (Slack- and
-    Discord-style webhook URLs keep theirs in the path)."""
-    return str(URL(url).origin())
-
-
 def _snippet(raw: bytes) -> str:
     text = " ".join(raw.decode("utf-8", errors="replace").split())
     return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
@@ -196,7 +190,7 @@ class WebhookHandler:
         self.name = name
         self._options = options
         self._url = str(options.url)
-        self._where = redact_url(self._url)
+        self._where = url_origin(self._url)  # credentials, path and query may be secrets
         self._secrets = options.secret_values()
         self._extra = resolve_headers(options.headers, os.environ, subscription=name)
         self._session = context.http_session
@@ -259,6 +253,5 @@ __all__ = [
     "WebhookHandler",
     "WebhookOptions",
     "classify",
-    "redact_url",
     "resolve_headers",
 ]

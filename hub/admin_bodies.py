@@ -1,9 +1,10 @@
 """The admin API's bodies, pure: parsing and validating what comes in, masking what goes out.
 
-A subscription is shown with its effective handler options and every secret as ``"***"``
-(``SecretStr`` fields, keys named like ``secret``/``token``/``password``/``authorization``,
-header values, credentials in URLs). A client that sends ``"***"`` back (PUT/PATCH of what it
-read) keeps the stored value (:func:`unmask`). PATCH is an RFC 7386 JSON merge patch.
+A subscription is shown with its effective handler options, masked by
+:func:`hub.redaction.mask`: ``SecretStr`` fields, options named like secrets and every
+header value as ``"***"``, URLs with their credentials and query values hidden. A client
+that sends back what it read (``"***"``, a redacted URL) in a PUT/PATCH keeps the stored
+value (:func:`~hub.redaction.unmask`). PATCH is an RFC 7386 JSON merge patch.
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from yarl import URL
 
 from hub.config import SubscriptionConfig
 from hub.errors import ConfigError, PluginError
 from hub.events import Event, EventType
 from hub.plugins import TEST_FLAG, load_plugin, validate_options
-
-MASK = "***"
-SECRET_WORDS = ("secret", "token", "password", "authorization", "api_key", "apikey",
-                "credential", "headers", "webhook_url")
+from hub.redaction import MASK, mask, unmask
 
 
 class ApiError(Exception):
@@ -32,38 +29,6 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
-
-
-def mask(value: Any, key: str = "") -> Any:
-    """``value`` with every secret replaced by ``"***"`` (keys named like secrets, header
-    values, pydantic's ``**********``, passwords in URLs)."""
-    secretish = any(w in key.lower() for w in SECRET_WORDS)
-    if isinstance(value, dict):
-        if secretish:  # e.g. headers: keep the names, hide the values
-            return {k: None if v is None else MASK for k, v in value.items()}
-        return {k: mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v, key) for v in value]
-    if value is None or value == "":
-        return value
-    if secretish or value == "**********":
-        return MASK
-    if isinstance(value, str) and "://" in value and "@" in value:
-        url = URL(value)
-        if url.password is not None or url.user is not None:
-            return str(url.with_user(None)) + " (credentials hidden)"
-    return value
-
-
-def unmask(new: Any, old: Any) -> Any:
-    """Put stored secrets back where a client echoed ``"***"``."""
-    if new == MASK and old is not None:
-        return old
-    if isinstance(new, dict) and isinstance(old, dict):
-        return {k: unmask(v, old.get(k)) for k, v in new.items()}
-    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
-        return [unmask(n, o) for n, o in zip(new, old, strict=True)]
-    return new
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -32,7 +32,7 @@ from hub.config import HubConfig, SubscriptionConfig
 from hub.errors import ConfigError, PluginError
 from hub.outcome import Outcome
 from hub.plugins import build_handlers
-from hub.source import redact_uri
+from hub.redaction import redact_url
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -166,7 +166,7 @@ class SubscriptionRoutes:
         if worker is None:
             raise ApiError(409, "this process does not deliver (no deliver role); send the "
                                 "test to a hub running `run` or `deliver`")
-        event = sample_event(sub, redact_uri(self.hub.config.mlflow.tracking_uri))
+        event = sample_event(sub, redact_url(self.hub.config.mlflow.tracking_uri))
         handler = worker.handlers.get(sub.name)
         temporary = handler is None
         if handler is None:  # disabled here, or its handler failed to build: build one now

@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from hub.errors import ConfigError
 from hub.event_aliases import expand, is_alias, resolve
 from hub.events import EVENT_TYPES
+from hub.redaction import is_secret_key, redact_text
 
 CONFIG_ENV = "HUB_CONFIG"
 DEFAULT_TOPIC = "mlflow.registry.events"
@@ -394,33 +395,35 @@ _HINTS = {
     "extra_forbidden": "unknown key; check the spelling against config/hub.example.yaml",
     "missing": "this key is required",
 }
-_SECRET_WORDS = ("secret", "password", "token", "authorization", "header", "url")
 DEFAULT_HINT = "see config/hub.example.yaml"
+_NOT_ECHOED = ("missing", "value_error", "extra_forbidden")
 
 
 def describe_errors(exc: ValidationError, prefix: str = "",
                     hints: dict[str, str] | None = None) -> tuple[list[str], str | None]:
     """Each validation error as ``field: message\n  hint: ...``; and the first field's path.
 
-    Inputs are echoed only when they are scalars of a field whose name is not secret-like:
-    a misspelt ``sasl_pasword`` must not print the password.
+    Inputs are echoed only when they are scalars of a field whose path holds no secret-like
+    name (:func:`hub.redaction.is_secret_key`: a misspelt ``sasl_pasword`` must not print
+    the password), and then redacted like every message (URL credentials and query values).
     """
     lines = []
     fields = []
     for err in exc.errors():
-        field = ".".join(p for p in (prefix, *(str(x) for x in err["loc"])) if p) or "<root>"
+        path = [str(x) for x in err["loc"]]
+        field = ".".join(p for p in (prefix, *path) if p) or "<root>"
         fields.append(field)
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
         echo = (
-            err["type"] not in ("missing", "value_error", "extra_forbidden")
+            err["type"] not in _NOT_ECHOED
             and isinstance(value, str | int | float | bool)
-            and not any(w in field.lower() for w in _SECRET_WORDS)
+            and not any(is_secret_key(p) for p in path)
         )
         if echo:
             msg = f"{msg} (got {value!r})"
         hint = (hints or {}).get(err["type"]) or _HINTS.get(err["type"], DEFAULT_HINT)
-        lines.append(f"{field}: {msg}\n  hint: {hint}")
+        lines.append(redact_text(f"{field}: {msg}\n  hint: {hint}"))
     return lines, (fields[0] if fields else None)
 
 

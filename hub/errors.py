@@ -1,15 +1,22 @@
 """One exception tree for the hub.
 
 Third-party errors are mapped at the boundary (``raise SourceError(...) from exc``) and
-every message says what to do next. A failed delivery attempt is *not* an exception: it
-is an outcome value (see ``hub.outcome``).
+every message says what to do next. Messages are redacted when the error is made
+(:func:`hub.redaction.redact_text`: credentials and query values of URLs, known token
+shapes), since they end up on standard error, in logs and in API answers. A failed delivery
+attempt is *not* an exception: it is an outcome value (see ``hub.outcome``).
 """
 
 from __future__ import annotations
 
+from hub.redaction import redact_text
+
 
 class HubError(Exception):
     """Root of every error the hub raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(HubError):

@@ -1,30 +1,33 @@
 """structlog set-up, called only by the CLI. Event names are stable (``delivery.attempt``),
-data goes in fields, and a processor redacts anything that looks like a secret."""
+data goes in fields, and a processor redacts anything that looks like a secret
+(:mod:`hub.redaction`); standard-library log records (aiokafka, MLflow, slack-sdk) are
+redacted by a filter on the same rules."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_SECRET_KEY = re.compile(r"(secret|password|token|authorization|api_key)", re.IGNORECASE)
-_SECRET_VALUE = re.compile(
-    r"(whsec_[A-Za-z0-9+/=]+|xox[abpr]-[A-Za-z0-9-]+|gh[pousr]_[A-Za-z0-9]+)"
-)
+from hub.redaction import redact_event_dict, redact_text
 
 
-def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in list(event_dict.items()):
-        if _SECRET_KEY.search(key) and value not in (None, ""):
-            event_dict[key] = "***"
-        elif isinstance(value, str):
-            event_dict[key] = _SECRET_VALUE.sub("***", value)
-    return event_dict
+class RedactingFilter(logging.Filter):
+    """Redacts a standard-library record's message (arguments merged in) and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
 
 
 def configure(level: str = "INFO", fmt: str = "console") -> None:
@@ -38,8 +41,8 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
             structlog.processors.format_exc_info,
+            redact_event_dict,  # after format_exc_info: tracebacks are text by now, redacted too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
@@ -49,6 +52,9 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     # Third-party libraries log through the standard library; keep them quiet but visible.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     # MLflow re-configures its logger when imported; this is how it lets us keep it quiet.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if level == "DEBUG" else "WARNING")
     for noisy in ("aiokafka", "mlflow", "alembic", "urllib3"):

@@ -1,9 +1,16 @@
-"""What one delivery attempt came to. A failed attempt is a value, not an exception."""
+"""What one delivery attempt came to. A failed attempt is a value, not an exception.
+
+Its ``detail`` is redacted when the outcome is made (:func:`hub.redaction.redact_text`:
+URL credentials and query values, known token shapes): it goes to the attempt log, the
+dead-letter and retry topics, log lines and API answers, whichever handler wrote it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from hub.redaction import redact_text
 
 
 class Status(StrEnum):
@@ -20,6 +27,9 @@ class Outcome:
     http_status: int | None = None
     retry_after_s: float | None = None
     latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", redact_text(self.detail))
 
     @property
     def final(self) -> bool:

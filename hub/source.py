@@ -19,6 +19,7 @@ import structlog
 
 from hub.config import MlflowConfig
 from hub.errors import SourceError
+from hub.redaction import redact_url as redact_uri  # re-exported: its importers use this name
 from hub.snapshot import ModelState, Snapshot, VersionState
 
 log = structlog.get_logger(__name__)
@@ -170,11 +171,3 @@ def _aliases(raw: Any) -> list[tuple[str, str]]:
     if isinstance(raw, dict):
         return [(str(alias), str(version)) for alias, version in raw.items()]
     return [(str(a.alias), str(a.version)) for a in raw or []]
-
-
-def redact_uri(uri: str) -> str:
-    """Drop credentials from a URI before it reaches a log line or an event."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return uri

@@ -90,6 +90,18 @@ BAD = [
         "kafka.sasl_pasword", ("hint:", "unknown key"), secret="s3cr3t-misspelt-key"),
     Bad(Run("secret-under-misspelt-section", "kafak:\n  sasl_password: s3cr3t-in-section\n"),
         "kafak", ("hint:", "unknown key"), secret="s3cr3t-in-section"),
+    # URLs with credentials and query secrets: named, shown redacted
+    Bad(Run("deploy-url-with-credentials", "subscriptions:\n  - {name: d, handler: deploy, "
+            "target: http, url: 'ftp://u:s3cr3t-url-pw@h.example/x?token=s3cr3t-q'}\n"),
+        "subscriptions.0.url", ("ftp://***@h.example/x?token=***",), secret="s3cr3t-"),
+    Bad(Run("slack-base-url-with-credentials", "subscriptions:\n  - {name: s, handler: slack, "
+            "token: xoxb-1, channel: '#m', api_base_url: 'ftp://u:s3cr3t-pw@h?api_key=s3cr3t'}"
+            "\n"), "subscriptions.0.api_base_url", ("ftp://***@h?api_key=***",),
+        secret="s3cr3t"),
+    Bad(Run("url-echoed-in-a-type-error", "subscriptions:\n  - {name: w, handler: webhook, url: "
+            "'https://h.example/x', timeout_s: 'https://u:s3cr3t-pw@h.example/?sig=s3cr3t'}\n"),
+        "subscriptions.0.timeout_s", ("(got 'https://***@h.example/?sig=***')",),
+        secret="s3cr3t"),
 ]
 
 GOOD_YAML = "kafka:\n  topic: from-file\n" + SUBSCRIPTION

@@ -24,16 +24,16 @@ SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy0xMjM0NTY3ODkw"
 
 def test_view_masks_every_secret_and_keeps_the_rest() -> None:
     sub = SubscriptionConfig(name="hook", handler="webhook",
-                             url="https://user:pw-123@example.com/hook?x=1",
+                             url="https://user:pw-123@example.com/hook?x=1&token=t-9#f",
                              secret=[SECRET, SECRET],
                              headers={"Authorization": "Bearer tok-123", "X-Team": "ml"})
     shown = view(sub, "runtime", "d")
     text = json.dumps(shown)
-    for secret in (SECRET, "tok-123", "pw-123", "user:"):
+    for secret in (SECRET, "tok-123", "pw-123", "user:", "t-9"):
         assert secret not in text
     assert shown["secret"] == ["***", "***"]
     assert shown["headers"] == {"Authorization": "***", "X-Team": "***"}
-    assert shown["url"].startswith("https://example.com/hook")
+    assert shown["url"] == "https://***@example.com/hook?x=***&token=***#***"
     assert (shown["source"], shown["description"], shown["timeout_s"]) == ("runtime", "d", 10)
 
 

@@ -19,11 +19,12 @@ from mlflow.webhooks.types import ModelVersionCreatedPayload, RegisteredModelCre
 from pydantic import SecretStr, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from handlers.webhook import WebhookOptions, classify, redact_url, resolve_headers
+from handlers.webhook import WebhookOptions, classify, resolve_headers
 from hub.errors import ConfigError
 from hub.events import Event
 from hub.http import is_forbidden, parse_retry_after
 from hub.outcome import Status
+from hub.redaction import url_origin
 from hub.signing import (
     Reason,
     SignatureError,
@@ -352,9 +353,9 @@ def test_resolve_headers_from_environment() -> None:
         resolve_headers(headers, {"TOKEN": "a\r\nX-Evil: 1"}, subscription="s")
 
 
-def test_redact_url_drops_credentials_and_query() -> None:
-    assert redact_url("https://u:p@h.example/T0/B1/s3cr3t?token=abc#f") == "https://h.example"
-    assert redact_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
+def test_url_origin_drops_credentials_path_and_query() -> None:
+    assert url_origin("https://u:p@h.example/T0/B1/s3cr3t?token=abc#f") == "https://h.example"
+    assert url_origin("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
 
 
 def test_verify_mlflow_refuses_absurd_headers_without_crashing() -> None:
