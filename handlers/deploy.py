@@ -12,7 +12,6 @@ sent with ``include_lineage`` comes from ``handlers.deploy_lineage``.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -74,27 +73,20 @@ _USED_BY: dict[str, tuple[str, ...]] = {
     "url": ("http",), "method": ("http",), "headers": ("http",), "body": ("http",),
     "topic": ("kafka",),
 }
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MAX_ANSWER_BYTES = 64 * 1024
 _GITHUB_HEADERS = {"Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "registry-hub-deploy"}
 
 
-def expand_env(value: str, env: Mapping[str, str]) -> str:
-    """Replace ``${NAME}`` with the environment variable; unset or empty is an error."""
-    for name in _ENV_REF.findall(value):
-        if not env.get(name):
-            raise ValueError(f"environment variable {name} (from ${{{name}}}) is not set")
-    return _ENV_REF.sub(lambda m: env[m.group(1)], value)
-
-
 class DeployOptions(HandlerOptions):
+    env_options = ("token", "headers")  # ${VAR} in the configuration file: hub.envrefs
+
     target: Target
     # GitHub (github_dispatch, github_workflow)
     repo: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     token: SecretStr | None = None
-    """May be ``${ENV_VAR}``, resolved when the options are validated."""
+    """May be ``${ENV_VAR}`` in the configuration file, resolved when validated."""
     event_type: str | None = Field(None, min_length=1, max_length=100)
     workflow: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     """Workflow file name (``deploy.yml``) or numeric id."""
@@ -107,7 +99,7 @@ class DeployOptions(HandlerOptions):
     url: str | None = None
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Values may use ``${ENV_VAR}``, resolved when the options are validated."""
+    """Values may use ``${ENV_VAR}`` in the configuration file, resolved when validated."""
     body: dict[str, Any] | None = None
     """JSON template; default: the deploy-request/v1 record."""
     # kafka
@@ -115,13 +107,6 @@ class DeployOptions(HandlerOptions):
     # all targets
     include_lineage: bool = False
     timeout_s: float = Field(10, gt=0)
-
-    @field_validator("token", mode="before")
-    @classmethod
-    def _token_env(cls, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        return expand_env(value, os.environ) if isinstance(value, str) else value
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -135,10 +120,6 @@ class DeployOptions(HandlerOptions):
             text = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
             if not isinstance(text, str):
                 raise ValueError(f"header {name!r}: the value must be a string")
-            try:
-                text = expand_env(text, os.environ)
-            except ValueError as exc:
-                raise ValueError(f"header {name!r}: {exc}") from None
             if "\r" in text or "\n" in text:
                 raise ValueError(f"header {name!r}: the value must not contain line breaks")
             resolved[name] = text
@@ -352,4 +333,4 @@ class DeployHandler:
         return f"DeployHandler({self.name!r}, target={self._options.target!r})"
 
 
-__all__ = ["DeployHandler", "DeployOptions", "expand_env"]
+__all__ = ["DeployHandler", "DeployOptions"]

@@ -110,10 +110,14 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 
 
 class SlackOptions(HandlerOptions):
+    env_options = ("webhook_url", "token")  # ${VAR} in the configuration file: hub.envrefs
+
     webhook_url: SecretStr | None = None
-    """An incoming-webhook URL (a secret: whoever has it can post)."""
+    """An incoming-webhook URL (a secret: whoever has it can post). May be ``${ENV_VAR}``
+    in the configuration file."""
     token: SecretStr | None = None
-    """A bot token (``xoxb-...``) with ``chat:write``; needs ``channel``."""
+    """A bot token (``xoxb-...``) with ``chat:write``; needs ``channel``. May be
+    ``${ENV_VAR}`` in the configuration file."""
     channel: str | None = None
     """Channel name (``#models``) or id (``C0123456789``) the bot posts to."""
     api_base_url: str = "https://slack.com/api/"

@@ -25,7 +25,6 @@ Final outcomes other than ``delivered`` go to the dead-letter topic.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ import aiohttp
 import structlog
 from pydantic import ConfigDict, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
-from hub.errors import ConfigError, PluginError
+from hub.errors import PluginError
 from hub.events import Event
 from hub.http import find_refusal, parse_retry_after
 from hub.outcome import Outcome, Status
@@ -64,21 +63,23 @@ RESERVED_HEADERS = frozenset({
     "x-databricks-signature",
 })
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SNIPPET_BYTES = 2048
 _SNIPPET_CHARS = 200
 
 
 class WebhookOptions(HandlerOptions):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # secrets, headers
+    env_options = ("secret", "headers")
 
     url: HttpUrl
     signature_format: SignatureFormat = "standard"
     secret: SecretStr | list[SecretStr] | None = None
     """``standard``: a ``whsec_`` secret, or a list of them while rotating keys (one
-    signature each). ``mlflow`` / ``databricks``: one plain string, used as given."""
+    signature each). ``mlflow`` / ``databricks``: one plain string, used as given. May be
+    ``${ENV_NAME}`` in the configuration file."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Extra request headers; ``${ENV_NAME}`` in a value is replaced from the environment."""
+    """Extra request headers; in the configuration file, ``${ENV_NAME}`` in a value is
+    replaced from the environment when the options are validated."""
     timeout_s: float = Field(10, gt=0)
     verify_tls: bool = True
 
@@ -106,12 +107,15 @@ class WebhookOptions(HandlerOptions):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name in headers:
+        for name, value in headers.items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"header {name!r} is set by the handler and cannot be "
                                  "overridden")
+            if any(c in value.get_secret_value() for c in "\r\n\0"):
+                raise ValueError(f"header {name!r} contains a line break or NUL character "
+                                 "(check its environment variable)")
         return headers
 
     def secret_values(self) -> list[str]:
@@ -119,30 +123,6 @@ class WebhookOptions(HandlerOptions):
             return []
         items = self.secret if isinstance(self.secret, list) else [self.secret]
         return [s.get_secret_value() for s in items]
-
-
-def resolve_headers(headers: Mapping[str, SecretStr], environ: Mapping[str, str],
-                    *, subscription: str) -> dict[str, str]:
-    """Replace ``${NAME}`` references with values from ``environ``. Pure; errors name the
-    header and variable, never a value."""
-    resolved: dict[str, str] = {}
-    for name, secret in headers.items():
-        def lookup(match: re.Match[str], header: str = name) -> str:
-            var = match.group(1)
-            if var not in environ:
-                raise ConfigError(
-                    f"subscription {subscription!r}: header {header!r} uses ${{{var}}}, but "
-                    f"environment variable {var} is not set",
-                    hint=f"export {var}=... before starting the hub",
-                )
-            return environ[var]
-
-        value = _ENV_REF.sub(lookup, secret.get_secret_value())
-        if any(c in value for c in "\r\n\0"):
-            raise ConfigError(f"subscription {subscription!r}: header {name!r} contains a line "
-                              "break or NUL character (check its environment variable)")
-        resolved[name] = value
-    return resolved
 
 
 def _phrase(status: int) -> str:
@@ -192,7 +172,7 @@ class WebhookHandler:
         self._url = str(options.url)
         self._where = url_origin(self._url)  # credentials, path and query may be secrets
         self._secrets = options.secret_values()
-        self._extra = resolve_headers(options.headers, os.environ, subscription=name)
+        self._extra = {k: v.get_secret_value() for k, v in options.headers.items()}
         self._session = context.http_session
         self._timeout = aiohttp.ClientTimeout(total=options.timeout_s)
         self._now = _utcnow
@@ -253,5 +233,4 @@ __all__ = [
     "WebhookHandler",
     "WebhookOptions",
     "classify",
-    "resolve_headers",
 ]

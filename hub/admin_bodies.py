@@ -4,7 +4,8 @@ A subscription is shown with its effective handler options, masked by
 :func:`hub.redaction.mask`: ``SecretStr`` fields, options named like secrets and every
 header value as ``"***"``, URLs with their credentials and query values hidden. A client
 that sends back what it read (``"***"``, a redacted URL) in a PUT/PATCH keeps the stored
-value (:func:`~hub.redaction.unmask`). PATCH is an RFC 7386 JSON merge patch.
+value (:func:`~hub.redaction.unmask`). PATCH is an RFC 7386 JSON merge patch. A subscription
+made here is a runtime one: ``${VAR}`` in any option is refused (see :mod:`hub.envrefs`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from hub.config import SubscriptionConfig
 from hub.errors import ConfigError, PluginError
 from hub.events import Event, EventType
-from hub.plugins import TEST_FLAG, load_plugin, validate_options
+from hub.plugins import TEST_FLAG, load_plugin, option_context, validate_options
 from hub.redaction import MASK, mask, unmask
 
 
@@ -63,8 +64,8 @@ def view(sub: SubscriptionConfig, source: str, description: str | None = None) -
     """A subscription as the API shows it: its keys, effective options, secrets masked."""
     options: Any = sub.options
     try:
-        options = load_plugin(sub.handler).Options.model_validate(options).model_dump(
-            mode="json")
+        options = load_plugin(sub.handler).Options.model_validate(
+            options, context=option_context(sub)).model_dump(mode="json")
     except (PluginError, ValidationError):
         pass  # shown as given, masked by key name
     core = sub.model_dump(mode="json", include={"name", "handler", "events", "models", "when",

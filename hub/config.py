@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hub.envrefs import variables
 from hub.errors import ConfigError
 from hub.event_aliases import expand, is_alias, resolve
 from hub.events import EVENT_TYPES
@@ -226,6 +227,7 @@ class SubscriptionConfig(BaseModel):
     models: list[str] = Field(default_factory=lambda: ["*"])
     when: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
+    _environment: dict[str, str] | None = PrivateAttr(default=None)  # see .environment
 
     @field_validator("events")
     @classmethod
@@ -257,6 +259,13 @@ class SubscriptionConfig(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @property
+    def environment(self) -> dict[str, str] | None:
+        """The environment variables its options reference (``${VAR}``), taken when the
+        configuration was loaded; ``None`` for a subscription that does not come from the
+        configuration (a runtime one): its references are refused (see :mod:`hub.envrefs`)."""
+        return self._environment
 
 
 def _default_subscriptions() -> list[SubscriptionConfig]:
@@ -306,6 +315,8 @@ class HubConfig(BaseSettings):
             if sub.name in seen:
                 raise ValueError(f"subscription name {sub.name!r} is used twice")
             seen.add(sub.name)
+            # the operator's subscriptions may reference the environment: keep what they do
+            sub._environment = variables(sub.options, os.environ)
         return subs
 
     @property
@@ -394,9 +405,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 _HINTS = {
     "extra_forbidden": "unknown key; check the spelling against config/hub.example.yaml",
     "missing": "this key is required",
+    "environment_reference": "${VAR} is read from the hub's environment when the "
+                             "configuration is loaded, for its own subscriptions only",
 }
 DEFAULT_HINT = "see config/hub.example.yaml"
-_NOT_ECHOED = ("missing", "value_error", "extra_forbidden")
+_NOT_ECHOED = ("missing", "value_error", "extra_forbidden", "environment_reference")
 
 
 def describe_errors(exc: ValidationError, prefix: str = "",

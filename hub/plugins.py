@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from hub.config import SubscriptionConfig, describe_errors
+from hub.envrefs import (
+    CONTEXT_KEY,
+    REFUSAL,
+    REFUSAL_HINT,
+    expand_options,
+    fields_with_references,
+)
 from hub.errors import ConfigError, PluginError
 from hub.events import Event
 from hub.outcome import Outcome
@@ -33,9 +40,22 @@ def is_test(event: Event) -> bool:
 
 
 class HandlerOptions(BaseModel):
-    """Base for a plugin's options: unknown keys are errors, like everywhere in the config."""
+    """Base for a plugin's options: unknown keys are errors, like everywhere in the config.
+
+    ``env_options`` names the options that may hold ``${VAR}`` references (in a string, the
+    strings of a list, the values of a mapping): they are expanded before any other check,
+    from the variables :func:`validate_options` passes in the validation context, i.e. for
+    subscriptions of the configuration file only (see :mod:`hub.envrefs`). Validated without
+    that context (``Options.model_validate(data)``), a reference is an error.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    env_options: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        return expand_options(data, cls.env_options, info.context, title=cls.__name__)
 
 
 @dataclass
@@ -88,16 +108,32 @@ def load_plugin(name: str) -> HandlerPlugin:
     return plugin
 
 
+def option_context(sub: SubscriptionConfig) -> dict[str, Any]:
+    """The validation context of ``sub``'s options: the environment variables it may use."""
+    return {CONTEXT_KEY: sub.environment}
+
+
 def validate_options(sub: SubscriptionConfig, index: int) -> tuple[HandlerPlugin, BaseModel]:
-    """Load the subscription's plugin and validate its options; errors name all three."""
+    """Load the subscription's plugin and validate its options; errors name all three.
+
+    A subscription that does not come from the configuration (a runtime one) may not
+    reference the environment in any option: refused here, for every path that builds a
+    handler (the API, the subscriptions topic, a test send).
+    """
     where = f"subscriptions.{index}"
+    if sub.environment is None and (fields := fields_with_references(sub.options)):
+        error = ConfigError(
+            f"subscription {sub.name!r}: " + "; ".join(f"{f}: {REFUSAL}" for f in fields),
+            hint=REFUSAL_HINT)
+        error.field = f"{where}.{fields[0]}"
+        raise error
     try:
         plugin = load_plugin(sub.handler)
     except PluginError as exc:
         error = ConfigError(f"subscription {sub.name!r}: {exc}", field=f"{where}.handler")
         raise error from None
     try:
-        options = plugin.Options.model_validate(sub.options)
+        options = plugin.Options.model_validate(sub.options, context=option_context(sub))
     except ValidationError as exc:
         known = ", ".join(sorted(plugin.Options.model_fields)) or "none"
         lines, first = describe_errors(exc, where, hints={

@@ -8,8 +8,11 @@ applying each change to its local :class:`~hub.worker.DeliveryWorker`, so all wo
 restarted hub deliver to the same set.
 
 **The topic holds handler secrets** (webhook secrets, tokens, header values) as given to
-the API: protect it like the configuration file (Kafka ACLs, encryption at rest), or pass
-``${ENV_NAME}`` references where the handler resolves them (webhook ``headers``).
+the API: protect it like the configuration file (Kafka ACLs, encryption at rest). It never
+holds ``${ENV_NAME}`` references: a runtime subscription may not read the hub's environment
+(:mod:`hub.envrefs`). A record with one, written by an older version, is listed but its
+lane is not started (``substore.refused``, naming the subscription and the fields); replace
+it (PUT) or delete it.
 
 Config-file subscriptions win: a runtime record named like one of them is ignored (logged).
 """
@@ -30,6 +33,7 @@ from pydantic import ValidationError
 
 from hub.bus import connection_options, ensure_topics, new_producer
 from hub.config import HubConfig, SubscriptionConfig
+from hub.envrefs import REFUSAL, fields_with_references
 from hub.errors import BusError, ConfigError, PluginError
 from hub.worker import DeliveryWorker
 
@@ -152,6 +156,8 @@ class SubscriptionStore:
         if sub.name in self.reserved:
             raise ConfigError(f"subscription {sub.name!r} is defined in the configuration "
                               "file and is read-only", field="name")
+        if fields := fields_with_references(sub.options):
+            raise ConfigError(REFUSAL, field=fields[0])
         async with self._lock:
             previous = self.subscriptions.get(sub.name)
             changed = previous is None or previous.model_dump() != sub.model_dump()
@@ -222,6 +228,13 @@ class SubscriptionStore:
         if current is not None and current.model_dump() == sub.model_dump():
             return
         self.subscriptions[name] = sub
+        if fields := fields_with_references(sub.options):  # older versions took them
+            if current is not None and self._worker is not None:
+                await self._worker.remove_subscription(name)
+            log.error("substore.refused", subscription=name, offset=record.offset,
+                      fields=fields, reason=REFUSAL,
+                      action="listed, not delivered; replace it (PUT) or delete it")
+            return
         try:
             await self._start(sub)
         except (ConfigError, PluginError) as exc:

@@ -102,13 +102,23 @@ BAD = [
             "'https://h.example/x', timeout_s: 'https://u:s3cr3t-pw@h.example/?sig=s3cr3t'}\n"),
         "subscriptions.0.timeout_s", ("(got 'https://***@h.example/?sig=***')",),
         secret="s3cr3t"),
+    # ${VAR} of the file: an unset variable is named with the field, at check-config already
+    Bad(Run("unset-environment-reference", "subscriptions:\n  - {name: w, handler: webhook, "
+            "url: 'https://h.example/x', headers: {X-Token: '${WEBHOOK_TEST_UNSET_VARIABLE}'}}\n"),
+        "subscriptions.0.headers.X-Token",
+        ("WEBHOOK_TEST_UNSET_VARIABLE (from ${WEBHOOK_TEST_UNSET_VARIABLE}) is not set",)),
+    Bad(Run("empty-environment-reference", "subscriptions:\n  - {name: d, handler: deploy, "
+            "target: github_dispatch, repo: a/b, event_type: x, token: '${GH_TEST_EMPTY}'}\n",
+            env={"GH_TEST_EMPTY": ""}),
+        "subscriptions.0.token", ("GH_TEST_EMPTY (from ${GH_TEST_EMPTY}) is empty",)),
 ]
 
 GOOD_YAML = "kafka:\n  topic: from-file\n" + SUBSCRIPTION
 BAD_YAML = "detector:\n  poll_interval_s: -7\n"
 GOOD = [
     Run("empty-file", ""),
-    Run("example-config", None, ("check-config", "--config", str(EXAMPLE_CONFIG))),
+    Run("example-config", None, ("check-config", "--config", str(EXAMPLE_CONFIG)),
+        env={"CI_HOOK_TOKEN": "from-the-environment"}),  # its ${CI_HOOK_TOKEN}
     Run("config-before-subcommand", GOOD_YAML, ("--config", "{file}", "check-config")),
     Run("config-after-subcommand", GOOD_YAML, ("check-config", "--config", "{file}")),
     Run("short-option", GOOD_YAML, ("check-config", "-c", "{file}")),

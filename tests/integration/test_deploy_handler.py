@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from handlers.deploy import DeployHandler, DeployOptions
 from handlers.deploy_targets import idempotency_key
+from hub.envrefs import CONTEXT_KEY
 from hub.errors import BusError, PluginError
 from hub.events import Event
 from hub.http import HttpClients
@@ -296,18 +297,16 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 async def test_http_target_renders_the_body_and_sends_a_stable_idempotency_key(
-        receiver: tuple[Receiver, str], http_clients: HttpClients,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        receiver: tuple[Receiver, str], http_clients: HttpClients) -> None:
     rec, url = receiver
-    monkeypatch.setenv("DEPLOY_API_TOKEN", "s3cr3t-deploy")
+    environment = {CONTEXT_KEY: {"DEPLOY_API_TOKEN": "s3cr3t-deploy"}}
     options = DeployOptions.model_validate({
         "target": "http", "url": url, "method": "PUT",
         "headers": {"Authorization": "Bearer ${DEPLOY_API_TOKEN}"},
         "body": {"service": "{model}", "image": "registry/{model}:{version}",
                  "meta": {"stage": "{stage}", "alias": "{alias}", "why": "{type}",
                           "key": "{idempotency_key}", "event": "{event_id}"},
-                 "replicas": 2}})
-    monkeypatch.delenv("DEPLOY_API_TOKEN")  # resolved once, at validation
+                 "replicas": 2}}, context=environment)
     handler = DeployHandler(name="deploy-http", options=options,
                             context=HandlerContext(http_session=http_clients.session))
     event = stage_event(event_id="ev-7")

@@ -21,11 +21,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
+from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from structlog.testing import capture_logs
 
 from handlers.webhook import WebhookHandler, WebhookOptions
-from hub.errors import ConfigError
+from hub.envrefs import CONTEXT_KEY
 from hub.events import Event
 from hub.http import HttpClients
 from hub.outcome import Outcome, Status
@@ -106,8 +107,9 @@ async def clients() -> AsyncIterator[HttpClients]:
         yield owned
 
 
-def make_handler(clients: HttpClients, name: str = "sub-1", **options: Any) -> WebhookHandler:
-    opts = WebhookOptions.model_validate(options)
+def make_handler(clients: HttpClients, name: str = "sub-1",
+                 environment: dict[str, str] | None = None, **options: Any) -> WebhookHandler:
+    opts = WebhookOptions.model_validate(options, context={CONTEXT_KEY: environment})
     return WebhookHandler(name=name, options=opts,
                           context=HandlerContext(http_session=clients.session))
 
@@ -217,21 +219,28 @@ async def test_databricks_format(receiver: Receiver, clients: HttpClients) -> No
 
 
 async def test_extra_headers_from_the_environment(
-    receiver: Receiver, clients: HttpClients, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, clients: HttpClients
 ) -> None:
-    monkeypatch.setenv("HUB_TEST_WEBHOOK_TOKEN", "t0ken-value")
-    handler = make_handler(clients, url=f"{receiver.base}/ok", headers={
-        "Authorization": "Bearer ${HUB_TEST_WEBHOOK_TOKEN}", "X-Team": "ml-platform"})
+    """``${VAR}`` in a header of the configuration file is resolved from the variables the
+    configuration layer passes in; a runtime subscription (no environment) is refused."""
+    headers = {"Authorization": "Bearer ${HUB_TEST_WEBHOOK_TOKEN}", "X-Team": "ml-platform"}
+    handler = make_handler(clients, url=f"{receiver.base}/ok", headers=headers,
+                           environment={"HUB_TEST_WEBHOOK_TOKEN": "t0ken-value"})
     assert "t0ken-value" not in repr(handler) + repr(handler._options)
     assert (await deliver(handler)).status is Status.DELIVERED
     [req] = receiver.requests
     assert req.headers["Authorization"] == "Bearer t0ken-value"
     assert req.headers["X-Team"] == "ml-platform"
 
-    monkeypatch.delenv("HUB_TEST_WEBHOOK_TOKEN")
-    with pytest.raises(ConfigError, match="HUB_TEST_WEBHOOK_TOKEN is not set"):
-        make_handler(clients, url=f"{receiver.base}/ok",
-                     headers={"Authorization": "Bearer ${HUB_TEST_WEBHOOK_TOKEN}"})
+    for environment, why in (({}, "HUB_TEST_WEBHOOK_TOKEN (from ${HUB_TEST_WEBHOOK_TOKEN}) "
+                                  "is not set"),
+                             ({"HUB_TEST_WEBHOOK_TOKEN": ""}, "is empty"),
+                             (None, "only allowed in the configuration file")):
+        with pytest.raises(ValidationError) as info:
+            make_handler(clients, url=f"{receiver.base}/ok", headers=headers,
+                         environment=environment)
+        [error] = info.value.errors()
+        assert error["loc"] == ("headers", "Authorization") and why in error["msg"]
 
 
 # --- statuses -------------------------------------------------------------------------------

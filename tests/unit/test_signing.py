@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mlflow.webhooks.delivery import _generate_hmac_signature
 from mlflow.webhooks.types import ModelVersionCreatedPayload, RegisteredModelCreatedPayload
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from handlers.webhook import WebhookOptions, classify, resolve_headers
-from hub.errors import ConfigError
+from handlers.webhook import WebhookOptions, classify
+from hub.envrefs import CONTEXT_KEY
 from hub.events import Event
 from hub.http import is_forbidden, parse_retry_after
 from hub.outcome import Status
@@ -342,15 +342,20 @@ def test_plain_secret_is_fine_for_mlflow_and_databricks() -> None:
         assert opts.secret_values() == ["plain"]
 
 
-def test_resolve_headers_from_environment() -> None:
-    headers = {"Authorization": SecretStr("Bearer ${TOKEN}"), "X-Static": SecretStr("v")}
-    assert resolve_headers(headers, {"TOKEN": "t0k"}, subscription="s") == {
+def test_secret_and_headers_resolve_the_environment_of_the_configuration() -> None:
+    data = {"url": "https://example.com/h", "secret": ["${KEY_A}", KEY],
+            "headers": {"Authorization": "Bearer ${TOKEN}", "X-Static": "v"}}
+    opts = WebhookOptions.model_validate(
+        data, context={CONTEXT_KEY: {"TOKEN": "t0k", "KEY_A": KEY}})
+    assert opts.secret_values() == [KEY, KEY]
+    assert {k: v.get_secret_value() for k, v in opts.headers.items()} == {
         "Authorization": "Bearer t0k", "X-Static": "v"}
-    with pytest.raises(ConfigError, match=r"TOKEN is not set") as err:
-        resolve_headers(headers, {}, subscription="s")
-    assert "Authorization" in str(err.value)
-    with pytest.raises(ConfigError, match="line break"):
-        resolve_headers(headers, {"TOKEN": "a\r\nX-Evil: 1"}, subscription="s")
+    with pytest.raises(ValidationError, match="line break"):
+        WebhookOptions.model_validate(data, context={
+            CONTEXT_KEY: {"TOKEN": "a\r\nX-Evil: 1", "KEY_A": KEY}})
+    with pytest.raises(ValidationError) as err:
+        WebhookOptions.model_validate(data, context={CONTEXT_KEY: {"TOKEN": "t0k"}})
+    assert [e["loc"] for e in err.value.errors()] == [("secret", 0)]
 
 
 def test_url_origin_drops_credentials_path_and_query() -> None:
