@@ -11,8 +11,8 @@ restarted hub deliver to the same set.
 the API: protect it like the configuration file (Kafka ACLs, encryption at rest). It never
 holds ``${ENV_NAME}`` references: a runtime subscription may not read the hub's environment
 (:mod:`hub.envrefs`). A record with one, written by an older version, is listed but its
-lane is not started (``substore.refused``, naming the subscription and the fields); replace
-it (PUT) or delete it.
+lane is not started (``substore.refused``, naming the subscription and the fields; the hub
+is not ready while it is there); replace it (PUT/PATCH) or delete it.
 
 Config-file subscriptions win: a runtime record named like one of them is ignored (logged).
 """
@@ -229,11 +229,11 @@ class SubscriptionStore:
             return
         self.subscriptions[name] = sub
         if fields := fields_with_references(sub.options):  # older versions took them
-            if current is not None and self._worker is not None:
-                await self._worker.remove_subscription(name)
+            if self._worker is not None:  # never expanded; not the old settings either
+                await self._worker.refuse(sub)
             log.error("substore.refused", subscription=name, offset=record.offset,
                       fields=fields, reason=REFUSAL,
-                      action="listed, not delivered; replace it (PUT) or delete it")
+                      action="listed, not delivered; replace it (PUT/PATCH) or delete it")
             return
         try:
             await self._start(sub)

@@ -118,6 +118,8 @@ async def test_a_stored_record_referencing_the_environment_is_never_delivered(
             assert status == 200 and shown["headers"] == {"X-Exfil": "***"}
             status, error = await api("POST", "/api/subscriptions/legacy/test")
             assert status == 409 and REFUSED in error["error"]
+            status, ready = await api("GET", "/readyz")
+            assert status == 503 and "legacy" in ready["checks"]["worker"]["detail"]
 
             # a running runtime subscription replaced by such a record (another, older hub
             # wrote it) stops: its lane is removed
@@ -138,6 +140,9 @@ async def test_a_stored_record_referencing_the_environment_is_never_delivered(
             assert status == 200, fixed
             (hit,) = await receiver.wait_for(1, "/ok/legacy")
             assert hit.headers["X-Team"] == "ml" and "X-Exfil" not in hit.headers
+            assert (await api("GET", "/readyz"))[0] == 503  # 'later' is still refused
+            assert (await api("DELETE", "/api/subscriptions/later"))[0] == 204
+            await eventually(_probe_status(api, "/readyz"), lambda status: status == 200)
     refused = [e for e in logs if e["event"] == "substore.refused"]
     assert [(e["subscription"], e["fields"]) for e in refused] == [
         ("legacy", ["headers.X-Exfil"]), ("later", ["headers.X-Exfil"])]
@@ -149,4 +154,10 @@ async def test_a_stored_record_referencing_the_environment_is_never_delivered(
 def _probe(read: Any) -> Any:
     async def probe() -> Any:
         return read()
+    return probe
+
+
+def _probe_status(api: Api, path: str) -> Any:
+    async def probe() -> int:
+        return (await api("GET", path))[0]
     return probe
