@@ -178,17 +178,25 @@ class SubscriptionStore:
         log.info("substore.put", subscription=sub.name, handler=sub.handler, offset=offset)
 
     async def delete(self, name: str) -> bool:
-        """Write a tombstone and stop the subscription here (nothing is delivered for it in
-        this process once this returns); ``False`` if it did not exist."""
+        """Stop the subscription here, then write its tombstone: from the call on no delivery
+        of it starts in this process, and none is under way once this returns. ``False`` if
+        it did not exist; ``BusError`` if Kafka did not acknowledge (it runs again here)."""
         async with self._lock:
-            if name not in self.subscriptions:
+            previous = self.subscriptions.get(name)
+            if previous is None:
                 return False
-            offset = await self._send(name.encode(), None)
+            if self._worker is not None:
+                await self._worker.remove_subscription(name)
+            try:
+                offset = await self._send(name.encode(), None)
+            except BusError:
+                if self._worker is not None:
+                    with contextlib.suppress(ConfigError, PluginError):  # not running before
+                        await self._worker.add_subscription(previous)
+                raise
             self._applied[name] = offset
             self.subscriptions.pop(name, None)
             self.descriptions.pop(name, None)
-            if self._worker is not None:
-                await self._worker.remove_subscription(name)
         log.info("substore.deleted", subscription=name, offset=offset)
         return True
 
