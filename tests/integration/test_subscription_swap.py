@@ -22,7 +22,7 @@ from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
 from hub.worker import ensure_hub_topics
-from tests.integration.test_admin_api import Api, admin_config, running_hub
+from tests.integration.test_admin_api import Api, admin_config, eventually, running_hub
 from tests.integration.test_delivery import event, publish, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import Hit, Receiver, running_receiver
@@ -42,9 +42,9 @@ before the call) with the old handler."""
 
 
 def swap_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
-                grace_period_s: float = 5) -> HubConfig:
+                grace_period_s: float = 5, retry_schedule_s: float = 0.2) -> HubConfig:
     return admin_config(bootstrap, topic, subscriptions, delivery={
-        "retry_schedule_s": [0.2] * 5, "jitter": 0, "start_from": "earliest",
+        "retry_schedule_s": [retry_schedule_s] * 5, "jitter": 0, "start_from": "earliest",
         "allowed_networks": ["127.0.0.0/8"], "grace_period_s": grace_period_s,
         "max_in_flight": IN_FLIGHT})
 
@@ -296,3 +296,34 @@ async def test_put_cuts_an_attempt_hanging_past_the_grace_and_retries_it_at_the_
             assert [(a.data["attempt"], a.data["status"]) for a in attempts] == [
                 (1, "retry"), (2, "delivered")]
             assert "cut short" in attempts[0].data["error"]
+
+
+async def test_a_pending_retry_the_new_filter_excludes_is_not_attempted(
+        kafka_bootstrap: str, topic_name: str) -> None:
+    async with running_receiver() as receiver:
+        receiver.down.add("x")
+        # retries a second apart: the PUT comes while evt-1 waits for one
+        config = swap_config(kafka_bootstrap, topic_name, [], retry_schedule_s=1)
+        async with running_hub(config) as (hub, _, admin), aiohttp.ClientSession() as http:
+            assert hub.worker is not None
+            api = Api(http, admin.url)
+            assert (await api("POST", "/api/subscriptions",
+                              webhook("narrowing", f"{receiver.url}/down/x")))[0] == 201
+            await asyncio.wait_for(hub.worker.lanes["narrowing"].assigned.wait(), 30)
+            with capture_logs() as logs:
+                await publish(config, [event(1, model="wine")])
+                first = (await read_topic(kafka_bootstrap, config.deliveries_topic,
+                                          at_least=1))[0]
+                assert (first.data["event_id"], first.data["status"]) == ("evt-1", "retry")
+                assert (await api("PUT", "/api/subscriptions/narrowing", webhook(
+                    "narrowing", f"{receiver.url}/ok/narrow", models=["iris"])))[0] == 200
+                await publish(config, [event(2, model="iris")])
+                await receiver.wait_for(1, "/ok/narrow")
+
+                async def skipped() -> list[str]:
+                    return [e["event_id"] for e in logs if e["event"] == "delivery.skipped"]
+
+                assert await eventually(skipped, lambda s: s != []) == ["evt-1"]
+            status, body = await api("GET", "/api/dead-letters?subscription=narrowing")
+            assert (status, body) == (200, {"dead_letters": []})
+        assert ids(receiver.delivered("/ok/narrow")) == {"evt-2"}
