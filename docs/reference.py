@@ -89,7 +89,7 @@ def render_catalog() -> str:
     snapshots = story()
     for before, after in itertools.pairwise(snapshots):
         events, sequences = stamp(diff(before, after), before, after, sequences,
-                                  source="http://mlflow:5000", now=now)
+                                  epoch="catalog", source="http://mlflow:5000", now=now)
         for event in events:
             examples.setdefault(event.type, {"subject": event.subject, "data": event.data})
     lines = ["| type | meaning |", "| --- | --- |"]

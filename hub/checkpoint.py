@@ -2,9 +2,13 @@
 
 A compacted, single-partition topic holds one record per model (key ``model:<name>``,
 value = the model's last published state and its event sequence number) and a
-``__baseline__`` marker. Deleted models get tombstones. The detector writes a model's record
-only after that model's events were acknowledged, so a crash in between re-publishes the
-same events, with the same ids, on restart.
+``__baseline__`` marker carrying the checkpoint's *epoch* (see :func:`hub.events.event_id`).
+Deleted models get tombstones. The detector writes a model's record only after that model's
+events were acknowledged, so a crash in between re-publishes the same events, with the same
+ids, on restart. A lost checkpoint means a new baseline and a new epoch: new ids.
+
+Format 1 (before epochs) is still read: its marker has no epoch, and the detector gives it
+one before publishing anything (see :meth:`hub.detector.Detector.poll_once`).
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ log = structlog.get_logger(__name__)
 
 BASELINE_KEY = b"__baseline__"
 MODEL_PREFIX = "model:"
-FORMAT = 1
+FORMAT = 2  # 2: the baseline marker carries the epoch
 
 
 @dataclass
 class DetectorState:
-    """The last snapshot the detector published, and per-model event counters."""
+    """The last snapshot the detector published, per-model event counters, and the epoch
+    their ids are drawn in (``None`` only when loaded from a format 1 checkpoint)."""
 
     snapshot: Snapshot = field(default_factory=Snapshot)
     sequences: dict[str, int] = field(default_factory=dict)
+    epoch: str | None = None
 
 
 class KafkaCheckpoint:
@@ -66,9 +72,10 @@ class KafkaCheckpoint:
         for msg in await read_to_end(self._config, self._bootstrap, self.topic):
             if msg.key is not None:
                 records[msg.key] = msg.value
-        if records.get(BASELINE_KEY) is None:
+        marker = records.get(BASELINE_KEY)
+        if marker is None:
             return None
-        state = DetectorState()
+        state = DetectorState(epoch=json.loads(marker).get("epoch"))
         models = {}
         for key, value in records.items():
             name = key.decode()
@@ -79,12 +86,13 @@ class KafkaCheckpoint:
             models[model.name] = model
             state.sequences[model.name] = int(entry["seq"])
         state.snapshot = Snapshot(models)
-        log.info("checkpoint.loaded", topic=self.topic, models=len(models))
+        log.info("checkpoint.loaded", topic=self.topic, models=len(models), epoch=state.epoch)
         return state
 
     async def save(self, state: DetectorState, *, changed: set[str], removed: set[str],
                    baseline: bool = False) -> None:
-        """Persist the records of ``changed`` models and tombstones for ``removed`` ones."""
+        """Persist the records of ``changed`` models and tombstones for ``removed`` ones; with
+        ``baseline``, also the marker that holds the epoch."""
         if self._producer is None:
             raise RuntimeError("KafkaCheckpoint used outside 'async with'")
         try:
@@ -101,8 +109,11 @@ class KafkaCheckpoint:
                 futures.append(await self._producer.send(
                     self.topic, key=f"{MODEL_PREFIX}{name}".encode(), value=value))
             if baseline:
+                if state.epoch is None:
+                    raise ValueError("a baseline needs an epoch")
+                marker = {"format": FORMAT, "epoch": state.epoch}
                 futures.append(await self._producer.send(
-                    self.topic, key=BASELINE_KEY, value=json.dumps({"format": FORMAT}).encode()))
+                    self.topic, key=BASELINE_KEY, value=json.dumps(marker).encode()))
             for future in futures:
                 await future
         except KafkaError as exc:

@@ -4,6 +4,9 @@
 * A publish that fails is retried (same events, same ids) until the broker acknowledges;
   the checkpoint advances only afterwards. Nothing is dropped.
 * First start (no checkpoint) takes a baseline without emitting, unless ``emit_existing``.
+* Ids (:func:`hub.events.event_id`) are drawn in the checkpoint's epoch. A new baseline
+  starts a new epoch, and an epoch is in the checkpoint before any event that uses it is
+  published: a re-publication after a crash always finds the epoch it was first stamped in.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -20,7 +24,7 @@ from hub.checkpoint import DetectorState, KafkaCheckpoint
 from hub.config import DetectorConfig
 from hub.diff import diff
 from hub.errors import BusError, SourceError
-from hub.events import Change, Event, EventType, event_id
+from hub.events import Change, Event, EventType, event_id, new_epoch
 from hub.metrics import Metrics
 from hub.snapshot import ModelState, Snapshot
 from hub.source import redact_uri
@@ -39,9 +43,9 @@ class EventSink(Protocol):
 
 
 def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
-          sequences: dict[str, int], *, source: str, now: datetime
+          sequences: dict[str, int], *, epoch: str, source: str, now: datetime
           ) -> tuple[list[Event], dict[str, int]]:
-    """Give changes their deterministic ids; return the events and the advanced counters."""
+    """Give changes their ids in ``epoch``; return the events and the advanced counters."""
     seqs = dict(sequences)
     events = []
     for change in changes:
@@ -56,7 +60,7 @@ def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
         seq = seqs.get(change.model, 0) + 1
         seqs[change.model] = seq
         events.append(Event(
-            id=event_id(change, model_creation_timestamp=created, sequence=seq),
+            id=event_id(change, epoch=epoch, model_creation_timestamp=created, sequence=seq),
             type=change.type.value,
             model=change.model,
             time=now,
@@ -135,9 +139,14 @@ class Detector:
             with self._metrics.poll_duration.time():
                 current = await self._scanner.scan()
             if self.state is None:
-                self.state = await self._checkpoint.load()
-            if self.state is None:
-                return await self._baseline(current)
+                state = await self._checkpoint.load()
+                if state is None:
+                    return await self._baseline(current)
+                if state.epoch is None:
+                    state = await self._give_epoch(state)
+                    if state is None:
+                        return []  # stopping before the epoch was saved
+                self.state = state
             events = await self._advance(current, path="poll")
             self.last_success_monotonic = time.monotonic()
             return events
@@ -167,8 +176,9 @@ class Detector:
         changes = await asyncio.to_thread(diff, previous, current)
         if not changes:
             return []
+        assert self.state.epoch is not None  # poll_once and _baseline see to it
         events, sequences = stamp(changes, previous, current, self.state.sequences,
-                                  source=self._source, now=self._clock())
+                                  epoch=self.state.epoch, source=self._source, now=self._clock())
         started = time.perf_counter()
         if not await self._publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
@@ -176,7 +186,7 @@ class Detector:
             self._metrics.events_detected.labels(event.type, path).inc()
             self._metrics.events_published.labels(event.type).inc()
         touched = {e.model for e in events}
-        new_state = DetectorState(current, sequences)
+        new_state = DetectorState(current, sequences, self.state.epoch)
         await self._save(new_state, changed=touched & set(current.models),
                          removed=(set(previous.models) - set(current.models)))
         self.state = new_state
@@ -184,20 +194,35 @@ class Detector:
                  publish_s=round(time.perf_counter() - started, 4))
         return events
 
+    async def _give_epoch(self, state: DetectorState) -> DetectorState | None:
+        """A format 1 checkpoint gets a fresh epoch, saved before anything is stamped with it
+        (``None`` if stopping first).
+
+        Why fresh and not derived from the old checkpoint: a constant epoch would be shared by
+        every format 1 checkpoint (a re-created one, a restored copy, a second hub), whose
+        sequences overlap: the collisions epochs exist to prevent. The checkpoint's content
+        changes with every save, so it cannot be the source either. Saved first, the fresh
+        epoch is as stable as a derived one: every later load reads it back.
+        """
+        state = replace(state, epoch=new_epoch())
+        if not await self._save(state, changed=set(), removed=set(), baseline=True):
+            return None
+        log.info("detector.epoch_created", epoch=state.epoch, reason="format 1 checkpoint")
+        return state
+
     async def _baseline(self, current: Snapshot) -> list[Event]:
-        events: list[Event] = []
-        sequences: dict[str, int] = {}
-        if self._config.emit_existing:
-            changes = diff(Snapshot(), current)
-            events, sequences = stamp(changes, Snapshot(), current, {}, source=self._source,
-                                      now=self._clock())
-            if not await self._publish(events):
-                return []
-        state = DetectorState(current, sequences)
-        await self._save(state, changed=set(current.models), removed=set(), baseline=True)
+        """No checkpoint: a new epoch and ``current`` as the baseline. With ``emit_existing``
+        the baseline is empty and the first round publishes every model as created, so a crash
+        in the middle re-publishes them with the same ids."""
+        epoch = new_epoch()
+        start = Snapshot() if self._config.emit_existing else current
+        state = DetectorState(start, {}, epoch)
+        if not await self._save(state, changed=set(start.models), removed=set(), baseline=True):
+            return []
         self.state = state
+        events = await self._advance(current, path="baseline") if start is not current else []
         self.last_success_monotonic = time.monotonic()
-        log.info("detector.baseline", models=len(current), emitted=len(events))
+        log.info("detector.baseline", models=len(current), emitted=len(events), epoch=epoch)
         return events
 
     async def _publish(self, events: list[Event]) -> bool:
@@ -214,19 +239,20 @@ class Detector:
                 if await self._wait(delay):
                     return False
 
-    async def _save(self, state: DetectorState, **kwargs: object) -> None:
+    async def _save(self, state: DetectorState, **kwargs: object) -> bool:
+        """Save, retrying until the broker acknowledges (True) or the detector stops (False)."""
         attempt = 0
         while True:
             try:
                 await self._checkpoint.save(state, **kwargs)  # type: ignore[arg-type]
-                return
+                return True
             except BusError as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
                 log.error("detector.checkpoint_failed", error=str(exc), attempt=attempt,
                           retry_in_s=delay)
                 if await self._wait(delay):
-                    return
+                    return False
 
     def _backoff(self, attempt: int) -> float:
         return min(self._config.backoff_max_s,

@@ -1,12 +1,13 @@
 """The event catalog and the event value that travels through Kafka.
 
 ``hub.diff`` produces :class:`Change` values (what changed, pure). The detector *stamps* them
-into :class:`Event` values: a deterministic id, a time, the registry's URI. The type names
-match MLflow's own webhook event names where the two overlap.
+into :class:`Event` values: an id (:func:`event_id`), a time, the registry's URI. The type
+names match MLflow's own webhook event names where the two overlap.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +35,7 @@ class EventType(StrEnum):
 
 EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
-# CloudEvents ``source`` prefix and the namespace of deterministic event ids.
+# The namespace of event ids (uuid5).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a52-6d1e-4f57-9a53-3f0a3b1a8c11")
 
 
@@ -50,14 +51,6 @@ class Change:
     model: str
     data: dict[str, Any]
     version: str | None = None
-
-    def discriminator(self) -> str:
-        """The part of the change that tells two changes of the same type apart."""
-        d = self.data
-        for key in ("alias", "key", "to_stage", "status", "previous_name"):
-            if key in d:
-                return f"{key}={d[key]}"
-        return ""
 
 
 @dataclass(frozen=True)
@@ -79,21 +72,29 @@ class Event:
         return f"models/{self.model}"
 
 
-def event_id(change: Change, *, model_creation_timestamp: int, sequence: int) -> str:
-    """Deterministic id: the same change at the same place in a model's history.
+def new_epoch() -> str:
+    """A fresh, random epoch: one per checkpoint lifetime (see :func:`event_id`)."""
+    return str(uuid.uuid4())
 
-    ``sequence`` counts the events emitted for this model so far (kept in the detector's
-    checkpoint), so setting an alias back and forth gives distinct ids, while a detector
-    that crashed between publishing and checkpointing re-publishes with the same ids.
+
+def event_id(change: Change, *, epoch: str, model_creation_timestamp: int, sequence: int
+             ) -> str:
+    """The id of ``change``: a pure function of what the detector knows when it publishes.
+
+    * ``epoch`` is random, created with the checkpoint and kept in it. A detector that lost its
+      checkpoint (or whose state topic was re-created) starts a new epoch, so none of its ids
+      can repeat one used before, even though its per-model sequences restart.
+    * ``model_creation_timestamp`` and ``sequence`` (the count of events emitted for this
+      model in this epoch, kept in the checkpoint) place the change in the model's history, so
+      setting a value back and forth gives distinct ids.
+    * The change's full content: a detector that crashed between publishing and checkpointing
+      re-publishes the same change with the same id, but if the registry moved on meanwhile
+      (``a→b`` published, then ``b→c`` merged into ``a→c`` by the re-scan) the new change
+      gets a new id instead of the published one's.
     """
-    name = "|".join(
-        (
-            change.model,
-            str(model_creation_timestamp),
-            str(sequence),
-            change.type.value,
-            change.version or "",
-            change.discriminator(),
-        )
+    name = json.dumps(
+        [epoch, change.model, model_creation_timestamp, sequence, change.type.value,
+         change.version, change.data],
+        sort_keys=True, separators=(",", ":"),  # ASCII: lone surrogates in names hash too
     )
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
