@@ -1,18 +1,25 @@
 """The detector loop against a real broker and a real MLflow server: restarts, crashes,
-outages and publish failures lose nothing and invent nothing."""
+outages and publish failures lose nothing and invent nothing, and event ids are never
+reused, not even after the checkpoint was lost."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mlflow.tracking import MlflowClient
 
 from hub.app import Hub, Roles
+from hub.checkpoint import BASELINE_KEY
+from hub.config import HubConfig
 from hub.errors import BusError
 from hub.events import Event
+from hub.snapshot import ModelState
 from tests.integration.test_detector_workflow import hub_config
 from tests.support.kafka_reader import read_topic
 
@@ -167,3 +174,143 @@ async def test_publish_failures_are_retried_and_the_checkpoint_waits(
     assert [e.type for e in events] == ["registered_model.created"]
     records = await read_topic(kafka_bootstrap, topic_name, at_least=1, settle_s=0.3)
     assert [r.type for r in records] == ["registered_model.created"]
+
+
+async def test_a_lost_checkpoint_gives_new_changes_new_ids(
+        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
+    """The reported bug: the state topic is deleted (and re-created empty on start), so the
+    detector takes a new baseline and its per-model sequences restart. Then the model's
+    first change is the same as its first change before (tag ``k`` set to ``a``, as the
+    model's first event): a new change, which receivers that drop repeated ids must not drop."""
+    server = mlflow_server_factory()
+    client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    client.create_registered_model("m")  # in the baseline
+    config = hub_config(server.url, kafka_bootstrap, topic_name)
+    async with Running(config) as hub:
+        assert hub.detector is not None and hub.detector.state is not None
+        first_epoch = hub.detector.state.epoch
+        client.set_registered_model_tag("m", "k", "a")
+        await read_topic(kafka_bootstrap, topic_name, at_least=1)
+        client.delete_registered_model_tag("m", "k")
+        await read_topic(kafka_bootstrap, topic_name, at_least=2)
+
+    await delete_topic(kafka_bootstrap, config.state_topic)  # the checkpoint is lost
+
+    async with Running(config) as hub:
+        assert hub.detector is not None and hub.detector.state is not None
+        assert hub.detector.state.epoch != first_epoch, "a new baseline starts a new epoch"
+        client.set_registered_model_tag("m", "k", "a")
+        records = await read_topic(kafka_bootstrap, topic_name, at_least=3, settle_s=0.5)
+    assert [(r.type, r.data.get("previous_value"), r.data.get("value")) for r in records] == [
+        ("registered_model_tag.set", None, "a"), ("registered_model_tag.deleted", "a", None),
+        ("registered_model_tag.set", None, "a")]
+    ids = [r.headers["ce_id"] for r in records]
+    assert ids[2] not in ids[:2], "a new change reused an id"
+
+
+async def test_a_crash_while_emitting_existing_objects_repeats_the_same_ids(
+        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
+    """First start with ``emit_existing``: the epoch is in the checkpoint before the existing
+    objects are published, so a crash before the checkpoint re-publishes them with the same
+    ids (instead of all-new ones from a second first start)."""
+    server = mlflow_server_factory()
+    client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    client.create_registered_model("old")
+    client.create_model_version("old", source="s3://bucket/o1")
+    config = hub_config(server.url, kafka_bootstrap, topic_name, emit_existing=True)
+    async with Hub(config, Roles(deliver=False)) as first:
+        detector = first.detector
+        assert detector is not None
+        real_sink, real_save = detector._sink, detector._save
+        published, stuck = asyncio.Event(), asyncio.Event()
+
+        class Sink:
+            async def publish(self, events: list[Event]) -> None:
+                await real_sink.publish(events)
+                published.set()
+
+        async def crash_after_publishing(*args: Any, **kwargs: Any) -> bool:
+            if not published.is_set():
+                return await real_save(*args, **kwargs)
+            stuck.set()
+            await asyncio.Event().wait()  # the process "dies" here
+            raise AssertionError("unreachable")
+
+        detector._sink = Sink()
+        detector._save = crash_after_publishing  # type: ignore[method-assign]
+        poll = asyncio.create_task(detector.poll_once())
+        await asyncio.wait_for(stuck.wait(), 20)
+        poll.cancel()
+    async with Hub(config, Roles(deliver=False)) as second:
+        assert second.detector is not None
+        again = await second.detector.poll_once()
+    records = await read_topic(kafka_bootstrap, topic_name, at_least=4, settle_s=0.5)
+    assert [r.type for r in records] == ["registered_model.created", "model_version.created"] * 2
+    assert [r.headers["ce_id"] for r in records[:2]] == [r.headers["ce_id"] for r in records[2:]]
+    assert [e.id for e in again] == [r.headers["ce_id"] for r in records[2:]]
+
+
+async def test_a_format_1_checkpoint_is_kept_and_gets_an_epoch_of_its_own(
+        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
+    """A checkpoint written before epochs is resumed (no new baseline, sequences kept); the
+    epoch it is given is saved before the first event is stamped with it, so a restart reads
+    the same one back."""
+    server = mlflow_server_factory()
+    client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    created = client.create_registered_model("m").creation_timestamp
+    config = hub_config(server.url, kafka_bootstrap, topic_name)
+    model = ModelState("m", created).to_dict()
+    await write_format_1_checkpoint(kafka_bootstrap, config, {
+        b"model:m": {"format": 1, "model": model, "seq": 3}, BASELINE_KEY: {"format": 1}})
+
+    async with Hub(config, Roles(deliver=False)) as hub:
+        detector = hub.detector
+        assert detector is not None
+        assert await detector.poll_once() == []
+        assert detector.state is not None and detector.state.sequences == {"m": 3}
+        epoch = detector.state.epoch
+        assert epoch is not None
+        # the two format 1 records and the new marker: saved before anything used the epoch
+        state = await read_topic(kafka_bootstrap, config.state_topic, at_least=3)
+        assert [r.data for r in state if r.key == BASELINE_KEY.decode()][-1]["epoch"] == epoch
+        client.set_registered_model_tag("m", "k", "v")
+        assert [e.type for e in await detector.poll_once()] == ["registered_model_tag.set"]
+        assert detector.state.sequences == {"m": 4}
+    async with Hub(config, Roles(deliver=False)) as hub:
+        assert hub.detector is not None
+        assert await hub.detector.poll_once() == []
+        assert hub.detector.state is not None
+        assert (hub.detector.state.epoch, hub.detector.state.sequences) == (epoch, {"m": 4})
+
+
+async def write_format_1_checkpoint(bootstrap: str, config: HubConfig,
+                                    records: dict[bytes, dict[str, Any]]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(config.state_topic, 1, 1,
+                                            topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in records.items():
+            await producer.send_and_wait(config.state_topic, key=key,
+                                         value=json.dumps(value).encode())
+    finally:
+        await producer.stop()
+
+
+async def delete_topic(bootstrap: str, topic: str, timeout_s: float = 20) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while topic in await admin.list_topics():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{topic} was not deleted within {timeout_s} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
