@@ -224,9 +224,10 @@ class SubscriptionLane:
             pass
 
     async def _drain(self, partitions: set[TopicPartition], timeout_s: float) -> None:
-        """Wait until the given partitions have nothing in flight (or the time is up)."""
+        """Wait until the given partitions have nothing in flight (or the time is up). A
+        closed lane does not wait: what it took and did not start never finishes."""
         deadline = time.monotonic() + timeout_s
-        while self._offsets.pending(partitions):
+        while self._offsets.pending(partitions) and self._running is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 log.warning("delivery.drain_timeout", subscription=self.name,
