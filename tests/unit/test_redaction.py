@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -58,6 +58,8 @@ secretish = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 def test_no_credential_query_value_or_fragment_survives(user: str, password: str,
                                                         values: list[str],
                                                         fragment: str) -> None:
+    around = "https://h.example/p failed: POST , giving up ValueError('')"
+    assume(all(s not in around for s in (user, password, *values, fragment)))
     query = "&".join(f"k{i}={v}" for i, v in enumerate(values))
     url = f"https://{user}:{password}@h.example/p?{query}#{fragment}"
     for text in (redact_url(url), redact_text(f"failed: POST {url}, giving up"),
