@@ -1,7 +1,8 @@
 """The hub process: composes the embedded broker (if asked for), the detector (with leader
 election on a real cluster), the delivery worker, the runtime subscription store and the
 HTTP listener (admin API, metrics, health, MLflow ingest), as async context managers on one
-``AsyncExitStack``: started in that order, closed in reverse."""
+``AsyncExitStack``: started in that order, closed in reverse. A :class:`~hub.topics.TopicKeeper`
+re-creates their topics if the broker comes back without them."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from hub.leadership import lead
 from hub.metrics import Metrics
 from hub.source import RegistrySource, redact_uri
 from hub.substore import SubscriptionStore
-from hub.worker import DeliveryWorker, ensure_hub_topics
+from hub.topics import TopicKeeper
+from hub.worker import DeliveryWorker, ensure_hub_topics, hub_topic_specs
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,7 @@ class Hub:
         self.store: SubscriptionStore | None = None
         self.admin: AdminServer | None = None
         self.journal: Journal | None = None
+        self.keeper: TopicKeeper | None = None
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
 
@@ -89,6 +92,14 @@ class Hub:
         # Runtime subscriptions: loading them starts their lanes, so the worker comes first.
         self.store = await self._stack.enter_async_context(
             SubscriptionStore(cfg, self.bootstrap_servers, worker=self.worker))
+        # every topic above, re-created if the broker comes back without it
+        topics = [*hub_topic_specs(cfg), self.store.topic_spec]
+        if self.roles.detect:
+            topics.append(checkpoint.topic_spec)
+        if self.election is not None:
+            topics.append(self.election.topic_spec)
+        self.keeper = await self._stack.enter_async_context(
+            TopicKeeper(cfg.kafka, self.bootstrap_servers, topics))
         if cfg.admin.enabled:  # last in, first out: it serves everything above
             self.admin = await self._stack.enter_async_context(
                 AdminServer(self, store=self.store))

@@ -41,29 +41,40 @@ def connection_options(config: KafkaConfig, bootstrap_servers: str) -> dict[str,
     return options
 
 
+TopicSpec = tuple[str, int, dict[str, str]]
+"""A topic the hub owns: ``(name, partitions, topic_configs)``."""
+
+
 async def ensure_topics(config: KafkaConfig, bootstrap_servers: str,
-                        topics: Iterable[tuple[str, int, dict[str, str]]]) -> None:
+                        topics: Iterable[TopicSpec]) -> None:
     """Create missing topics: ``(name, partitions, topic_configs)``. Existing ones are kept."""
     admin = AIOKafkaAdminClient(**connection_options(config, bootstrap_servers))
     try:
         await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=partitions,
-                     replication_factor=config.replication_factor, topic_configs=configs)
-            for name, partitions, configs in topics
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
-            log.info("bus.topics_created", topics=[t.name for t in missing])
+        created = await create_missing(admin, config, topics, set(await admin.list_topics()))
+        if created:
+            log.info("bus.topics_created", topics=created)
     except KafkaError as exc:
         raise BusError(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+async def create_missing(admin: AIOKafkaAdminClient, config: KafkaConfig,
+                         topics: Iterable[TopicSpec], existing: set[str]) -> list[str]:
+    """Create those of ``topics`` not in ``existing``; return their names."""
+    missing = [
+        NewTopic(name, num_partitions=partitions,
+                 replication_factor=config.replication_factor, topic_configs=configs)
+        for name, partitions, configs in topics
+        if name not in existing
+    ]
+    if missing:
+        try:
+            await admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another process won the race
+    return [t.name for t in missing]
 
 
 def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaError
 
-from hub.bus import ensure_topics, read_to_end, start_producer
+from hub.bus import TopicSpec, ensure_topics, read_to_end, start_producer
 from hub.config import KafkaConfig
 from hub.errors import BusError
 from hub.snapshot import ModelState, Snapshot
@@ -47,12 +47,11 @@ class KafkaCheckpoint:
         self._config = config
         self._bootstrap = bootstrap_servers
         self.topic = topic
+        self.topic_spec: TopicSpec = (topic, 1, {"cleanup.policy": "compact"})
         self._producer: Any = None
 
     async def __aenter__(self) -> KafkaCheckpoint:
-        await ensure_topics(self._config, self._bootstrap, [
-            (self.topic, 1, {"cleanup.policy": "compact"}),
-        ])
+        await ensure_topics(self._config, self._bootstrap, [self.topic_spec])
         self._producer = await start_producer(self._config, self._bootstrap,
                                               compression_type="gzip",
                                               max_request_size=8 * 1024 * 1024)

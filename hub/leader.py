@@ -52,7 +52,7 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
-from hub.bus import ensure_topics, new_group_consumer, new_producer
+from hub.bus import TopicSpec, ensure_topics, new_group_consumer, new_producer
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import BusError
 from hub.events import Event
@@ -162,6 +162,7 @@ class LeaderElection:
         self._bootstrap = bootstrap_servers
         self.group_id = group_id
         self.topic = topic
+        self.topic_spec: TopicSpec = (topic, 1, {"cleanup.policy": "compact"})
         self.identity = identity or f"{socket.gethostname()}/{os.getpid()}"
         self._clock = clock
         self._renew_every_s = kafka.heartbeat_interval_ms / 1000
@@ -199,8 +200,7 @@ class LeaderElection:
     # -- lifecycle --
 
     async def __aenter__(self) -> LeaderElection:
-        await ensure_topics(self._kafka, self._bootstrap,
-                            [(self.topic, 1, {"cleanup.policy": "compact"})])
+        await ensure_topics(self._kafka, self._bootstrap, [self.topic_spec])
         self._consumer = new_group_consumer(
             self._kafka, self._bootstrap, self.group_id, auto_offset_reset="latest",
             partition_assignment_strategy=(self._assignor,),

@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from hub.bus import connection_options, ensure_topics, new_producer
+from hub.bus import TopicSpec, connection_options, ensure_topics, new_producer
 from hub.config import HubConfig, SubscriptionConfig
 from hub.envrefs import REFUSAL, fields_with_references
 from hub.errors import BusError, ConfigError, PluginError
@@ -68,6 +68,7 @@ class SubscriptionStore:
         self._bootstrap = bootstrap_servers
         self._worker = worker
         self.topic = store_topic(config)
+        self.topic_spec: TopicSpec = (self.topic, 1, {"cleanup.policy": "compact"})
         self.reserved = frozenset(s.name for s in config.subscriptions)
         self.subscriptions: dict[str, SubscriptionConfig] = {}
         self.descriptions: dict[str, str | None] = {}
@@ -81,8 +82,7 @@ class SubscriptionStore:
 
     async def __aenter__(self) -> SubscriptionStore:
         try:
-            await ensure_topics(self._config.kafka, self._bootstrap,
-                                [(self.topic, 1, {"cleanup.policy": "compact"})])
+            await ensure_topics(self._config.kafka, self._bootstrap, [self.topic_spec])
             self._producer = new_producer(self._config.kafka, self._bootstrap)
             self._consumer = AIOKafkaConsumer(
                 **connection_options(self._config.kafka, self._bootstrap),

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from hub.bus import ensure_topics, start_producer
+from hub.bus import TopicSpec, ensure_topics, start_producer
 from hub.config import HubConfig, SubscriptionConfig
 from hub.dispatch import Dispatcher, Topics
 from hub.http import HttpClients
@@ -44,15 +44,20 @@ def topics_of(config: HubConfig) -> Topics:
                   dead_letter=config.dead_letter_topic, deliveries=config.deliveries_topic)
 
 
-async def ensure_hub_topics(config: HubConfig, bootstrap_servers: str) -> None:
+def hub_topic_specs(config: HubConfig) -> list[TopicSpec]:
+    """The events, retry, dead-letter and deliveries topics, as the hub creates them."""
     topics = topics_of(config)
     n = config.kafka.partitions
-    await ensure_topics(config.kafka, bootstrap_servers, [
+    return [
         (topics.events, n, {}),
         (topics.retry, n, {}),
         (topics.dead_letter, 1, {}),
         (topics.deliveries, n, {}),
-    ])
+    ]
+
+
+async def ensure_hub_topics(config: HubConfig, bootstrap_servers: str) -> None:
+    await ensure_topics(config.kafka, bootstrap_servers, hub_topic_specs(config))
 
 
 class DeliveryWorker:
