@@ -9,6 +9,7 @@ and ordering; a handler only makes one attempt per call. See ``docs/plugins.md``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -24,7 +25,7 @@ from hub.envrefs import (
     expand_options,
     fields_with_references,
 )
-from hub.errors import ConfigError, PluginError
+from hub.errors import ConfigError, HubError, PluginError
 from hub.events import Event
 from hub.outcome import Outcome
 
@@ -83,7 +84,7 @@ class Handler(Protocol):
 
 
 class HandlerPlugin(Protocol):
-    Options: ClassVar[type[BaseModel]]
+    Options: ClassVar[type[HandlerOptions]]
 
     def __call__(self, *, name: str, options: Any, context: HandlerContext) -> Handler: ...
 
@@ -101,11 +102,39 @@ def load_plugin(name: str) -> HandlerPlugin:
         plugin = eps[name].load()
     except Exception as exc:
         raise PluginError(f"handler {name!r} failed to import: {exc!r}") from exc
-    if not isinstance(getattr(plugin, "Options", None), type) or not issubclass(
-        plugin.Options, BaseModel
-    ):
-        raise PluginError(f"handler {name!r} does not declare a pydantic Options model")
+    check_plugin(name, plugin)
     return plugin
+
+
+def check_plugin(name: str, plugin: Any) -> None:
+    """``plugin`` (registered as ``name``) has the shape of the contract, or PluginError
+    says what is missing. A class is checked for ``deliver``/``aclose`` here; a factory
+    function only once it built a handler (:func:`check_handler`)."""
+    where = f"handler {name!r} ({_qualname(plugin)})"
+    options = getattr(plugin, "Options", None)
+    if not isinstance(options, type) or not issubclass(options, HandlerOptions):
+        raise PluginError(f"{where} does not declare an Options class derived from "
+                          "hub.HandlerOptions; see docs/plugins.md")
+    if not callable(plugin):
+        raise PluginError(f"{where} is not callable; register the handler class")
+    if isinstance(plugin, type):
+        check_handler(name, plugin)
+
+
+def check_handler(name: str, handler: Any) -> None:
+    """``handler`` (a handler or its class) has ``async def deliver`` and ``async def
+    aclose``, or PluginError names what is missing."""
+    missing = [f"async def {method}" for method in ("deliver", "aclose")
+               if not inspect.iscoroutinefunction(getattr(handler, method, None))]
+    if missing:
+        raise PluginError(f"handler {name!r} ({_qualname(handler)}) is not a Handler: it "
+                          f"lacks {' and '.join(missing)}; see docs/plugins.md")
+
+
+def _qualname(obj: Any) -> str:
+    """``module.Name`` of a class or function, else of the object's class."""
+    kind = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def option_context(sub: SubscriptionConfig) -> dict[str, Any]:
@@ -150,8 +179,21 @@ def validate_options(sub: SubscriptionConfig, index: int) -> tuple[HandlerPlugin
 
 def build_handlers(subs: list[SubscriptionConfig], context: HandlerContext
                    ) -> dict[str, Handler]:
+    """One handler per subscription. ConfigError for invalid options; PluginError, naming
+    the subscription and the plugin, when a constructor raises or builds something that is
+    not a :class:`Handler`."""
     handlers: dict[str, Handler] = {}
     for index, sub in enumerate(subs):
         plugin, options = validate_options(sub, index)
-        handlers[sub.name] = plugin(name=sub.name, options=options, context=context)
+        try:
+            handler = plugin(name=sub.name, options=options, context=context)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
+            raise PluginError(f"subscription {sub.name!r}: handler {sub.handler!r} could not "
+                              f"be built: {reason}") from exc
+        try:
+            check_handler(sub.handler, handler)
+        except PluginError as exc:
+            raise PluginError(f"subscription {sub.name!r}: {exc}") from None
+        handlers[sub.name] = handler
     return handlers
