@@ -4,6 +4,13 @@
 * A publish that fails is retried (same events, same ids) until the broker acknowledges;
   the checkpoint advances only afterwards. Nothing is dropped.
 * First start (no checkpoint) takes a baseline without emitting, unless ``emit_existing``.
+* A broker that comes back empty has lost the checkpoint and the events not yet delivered:
+  the detector writes the state it holds in memory back whole and publishes again the events
+  of the last few minutes (same ids; see :mod:`hub.recent`), then goes on diffing from that
+  state, so no change it saw is lost.
+* Outages are logged once when they start (``detector.scan_failed``,
+  ``detector.publish_failed``) and once when they end; retries back off up to the poll
+  interval (at least 5 s), so detection resumes soon after MLflow or Kafka is back.
 * Ids (:func:`hub.events.event_id`) are drawn in the checkpoint's epoch. A new baseline
   starts a new epoch, and an epoch is in the checkpoint before any event that uses it is
   published: a re-publication after a crash always finds the epoch it was first stamped in.
@@ -26,6 +33,7 @@ from hub.diff import diff
 from hub.errors import BusError, SourceError
 from hub.events import Change, Event, EventType, event_id, new_epoch
 from hub.metrics import Metrics
+from hub.recent import RecentEvents
 from hub.snapshot import ModelState, Snapshot
 from hub.source import redact_uri
 
@@ -107,11 +115,23 @@ class Detector:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self.state: DetectorState | None = None
+        self._remembered: DetectorState | None = None  # see forget()
+        self._recent = RecentEvents()
         self.last_success_monotonic: float | None = None
+        self.last_scan_s: float | None = None
         self.consecutive_failures = 0
+        self.last_error: str | None = None
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def forget(self) -> None:
+        """Drop the in-memory state: the next round reloads the checkpoint (an elected
+        detector, which another leader may have advanced meanwhile). The state is kept
+        aside, to write it back if the broker lost the checkpoint."""
+        if self.state is not None:
+            self._remembered = self.state
+        self.state = None
 
     def resume(self) -> None:
         """Allow :meth:`run` again after :meth:`stop` (an elected standby; see hub.leader)."""
@@ -126,27 +146,41 @@ class Detector:
                 self._metrics.poll_failures.inc()
                 self.consecutive_failures += 1
                 delay = self._backoff(self.consecutive_failures)
-                log.warning("detector.scan_failed", error=str(exc), emitted=0,
-                            attempt=self.consecutive_failures, retry_in_s=delay)
+                if self.consecutive_failures == 1 or str(exc) != self.last_error:
+                    log.warning("detector.scan_failed", error=str(exc), emitted=0,
+                                retry_every_s=self._backoff(1_000),
+                                action="retrying; logged again when it changes or recovers")
+                self.last_error = str(exc)
                 await self._wait(delay)
                 continue
+            if self.consecutive_failures:
+                log.info("detector.scan_recovered", failed_scans=self.consecutive_failures)
             self.consecutive_failures = 0
+            self.last_error = None
             await self._wait(self._config.poll_interval_s)
 
     async def poll_once(self) -> list[Event]:
         """One detection round; returns the events published (empty on baseline)."""
         async with self._lock:
+            started = time.perf_counter()
             with self._metrics.poll_duration.time():
                 current = await self._scanner.scan()
+            self.last_scan_s = time.perf_counter() - started
             if self.state is None:
                 state = await self._checkpoint.load()
-                if state is None:
+                if state is None and self._remembered is not None:
+                    state = self._remembered  # the broker lost the checkpoint we had
+                    if not await self._reseed(state):
+                        return []  # stopping
+                elif state is None:
                     return await self._baseline(current)
-                if state.epoch is None:
+                elif state.epoch is None:
                     state = await self._give_epoch(state)
                     if state is None:
                         return []  # stopping before the epoch was saved
                 self.state = state
+            elif await self._checkpoint.lost() and not await self._reseed(self.state):
+                return []  # stopping
             events = await self._advance(current, path="poll")
             self.last_success_monotonic = time.monotonic()
             return events
@@ -225,19 +259,47 @@ class Detector:
         log.info("detector.baseline", models=len(current), emitted=len(events), epoch=epoch)
         return events
 
-    async def _publish(self, events: list[Event]) -> bool:
+    async def _reseed(self, state: DetectorState) -> bool:
+        """The broker lost the checkpoint (it came back empty, or a new cluster answers at
+        its address). Publish again the recent events it lost with it (same ids: receivers
+        drop what they had), then write ``state`` back whole. False if stopping first."""
+        recent = self._recent.events()
+        log.warning("detector.checkpoint_lost", topic=self._checkpoint.topic,
+                    models=len(state.snapshot), republishing=len(recent),
+                    action="writing it back from memory; changes since are published next")
+        if recent and not await self._publish(recent, reseeding=True):
+            return False
+        if not await self._save(state, changed=set(state.snapshot.models), removed=set(),
+                                baseline=True):
+            return False
+        log.info("detector.checkpoint_reseeded", models=len(state.snapshot),
+                 republished=len(recent), window_s=self._recent.window_s)
+        return True
+
+    async def _publish(self, events: list[Event], *, reseeding: bool = False) -> bool:
+        """Publish until the broker acknowledges (True) or the detector stops (False). Between
+        attempts, a broker that came back empty gets the checkpoint back first."""
         attempt = 0
         while True:
             try:
                 await self._sink.publish(events)
-                return True
             except BusError as exc:
                 attempt += 1
-                delay = self._backoff(attempt)
-                log.error("detector.publish_failed", error=str(exc), events=len(events),
-                          attempt=attempt, retry_in_s=delay)
-                if await self._wait(delay):
+                if attempt == 1:
+                    log.warning("detector.publish_failed", error=str(exc), events=len(events),
+                                action="retrying until the broker acknowledges; nothing is "
+                                       "dropped")
+                if await self._wait(self._backoff(attempt)):
                     return False
+                if not reseeding and self.state is not None and \
+                        await self._checkpoint.lost() and not await self._reseed(self.state):
+                    return False
+                continue
+            if attempt:
+                log.info("detector.publish_resumed", events=len(events), attempts=attempt + 1)
+            if not reseeding:
+                self._recent.add(events)
+            return True
 
     async def _save(self, state: DetectorState, **kwargs: object) -> bool:
         """Save, retrying until the broker acknowledges (True) or the detector stops (False)."""
@@ -248,15 +310,17 @@ class Detector:
                 return True
             except BusError as exc:
                 attempt += 1
-                delay = self._backoff(attempt)
-                log.error("detector.checkpoint_failed", error=str(exc), attempt=attempt,
-                          retry_in_s=delay)
-                if await self._wait(delay):
+                if attempt == 1:
+                    log.warning("detector.checkpoint_failed", error=str(exc),
+                                action="retrying until the broker acknowledges")
+                if await self._wait(self._backoff(attempt)):
                     return False
 
     def _backoff(self, attempt: int) -> float:
-        return min(self._config.backoff_max_s,
-                   self._config.backoff_initial_s * 2 ** max(0, attempt - 1))
+        """Doubles from ``backoff_initial_s``, up to ``backoff_max_s`` but never beyond the
+        poll interval (or 5 s): an outage ends at most that long before work resumes."""
+        cap = min(self._config.backoff_max_s, max(self._config.poll_interval_s, 5.0))
+        return min(cap, self._config.backoff_initial_s * 2 ** min(max(0, attempt - 1), 30))
 
     async def _wait(self, seconds: float) -> bool:
         """Wait, or return True at once if stopping."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -21,9 +21,9 @@ log = structlog.get_logger(__name__)
 class Detectable(Protocol):
     """What :func:`lead` needs from :class:`hub.detector.Detector`."""
 
-    state: Any
-
     async def run(self) -> None: ...
+
+    def forget(self) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -34,14 +34,15 @@ async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio
     """Run ``detector`` while this process is the elected leader, until ``stopping`` is set.
 
     On each acquisition the detector forgets its in-memory state, so its first poll reloads
-    the checkpoint the previous leader left in Kafka. On loss (or ``stopping``) the detector
+    the checkpoint the previous leader left in Kafka (or, if the broker lost it, writes back
+    the state it had set aside). On loss (or ``stopping``) the detector
     is stopped and its loop awaited (cancelled after ``election.handover_timeout_s``) before
     the election is told it may hand over.
     """
     while not stopping.is_set():
         if not await _first(election.wait_until_leader(), stopping):
             return
-        detector.state = None
+        detector.forget()
         detector.resume()
         run = asyncio.create_task(detector.run(), name="detector")
         log.info("leader.detecting", identity=election.identity)
@@ -53,7 +54,7 @@ async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio
             if not done:
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
-            detector.state = None  # a standby must not act on (push into) a stale snapshot
+            detector.forget()  # a standby must not act on (push into) a stale snapshot
             election.stepped_down()
             log.info("leader.stepped_down", identity=election.identity)
         failure = run.exception() if run.done() and not run.cancelled() else None

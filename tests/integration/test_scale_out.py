@@ -229,6 +229,9 @@ class ActivityLog:
     def resume(self) -> None:
         self._stopping.clear()
 
+    def forget(self) -> None:
+        self.state = None
+
 
 async def test_graceful_handover_is_quick_and_leaders_never_overlap(
         kafka_bootstrap: str, topic_name: str) -> None:

@@ -1,0 +1,123 @@
+"""Each part of the hub survives a broker that dies and comes back empty (Tansu keeps its
+data in memory: the restarted broker has no topics, offsets or groups).
+
+* the topic keeper re-creates every topic, and says so once per state change;
+* the detector (no election) writes its checkpoint back from memory and publishes the
+  recent events again, so no change it saw is lost;
+* the subscription store writes its runtime subscriptions back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from structlog.testing import capture_logs
+
+from hub.app import Hub, Roles
+from hub.bus import ensure_topics
+from hub.checkpoint import KafkaCheckpoint
+from hub.config import HubConfig
+from hub.topics import TopicKeeper
+from tests.support.broker import Broker, running_broker
+from tests.support.kafka_reader import read_topic
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from running_broker(tmp_path)
+
+
+async def until(what: str, check: Callable[[], bool | Awaitable[bool]],
+                timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)  # the pace of a polled condition
+
+
+async def topics_on(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def test_the_keeper_recreates_every_topic_and_logs_each_change_once(
+        broker: Broker) -> None:
+    config = HubConfig(kafka={"bootstrap_servers": broker.bootstrap})
+    wanted = [("t.events", 3, {}), ("t.state", 1, {"cleanup.policy": "compact"})]
+    await ensure_topics(config.kafka, broker.bootstrap, wanted)
+    with capture_logs() as logs:
+        async with TopicKeeper(config.kafka, broker.bootstrap, wanted, interval_s=0.2) as keeper:
+            broker.kill()
+            await until("the outage noticed", lambda: not keeper.reachable)
+            for _ in range(3):  # more rounds in the outage: still one line
+                await keeper.check()
+            broker.start()  # empty
+
+            async def recreated() -> bool:
+                return {"t.events", "t.state"} <= await topics_on(broker.bootstrap)
+
+            await until("the topics re-created", recreated)
+            await until("the broker noticed back", lambda: keeper.reachable)
+    assert [e["event"] for e in logs] == [
+        "bus.unreachable", "bus.reachable", "bus.topics_recreated"], logs
+    assert sorted(logs[-1]["topics"]) == ["t.events", "t.state"]
+    assert keeper.recreated == 1
+
+
+async def test_the_detector_writes_its_checkpoint_back_and_publishes_recent_events_again(
+        broker: Broker, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    config = HubConfig(
+        mlflow={"tracking_uri": uri, "request_retries": 0, "scan_timeout_s": 10},
+        kafka={"bootstrap_servers": broker.bootstrap, "topic": "loss", "partitions": 2},
+        detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5,
+                  "leader_election": False},
+        subscriptions=[], admin={"enabled": False})
+    client.create_registered_model("old")  # the baseline: never emitted
+    hub = Hub(config, Roles(deliver=False))
+    with capture_logs() as logs:
+        async with hub:
+            run = asyncio.create_task(hub.run())
+            detector = hub.detector
+            assert detector is not None
+            await until("the baseline", lambda: detector.state is not None)
+            client.create_registered_model("before")
+            (before,) = await read_topic(broker.bootstrap, "loss", at_least=1)
+
+            broker.kill()
+            client.create_registered_model("during")  # seen while the broker is away
+            broker.start()  # back, and empty
+            client.create_registered_model("after")
+            records = await read_topic(broker.bootstrap, "loss", at_least=3, timeout_s=60,
+                                       settle_s=1.0)
+            hub.stop()
+            await asyncio.wait_for(run, 30)
+    assert sorted(r.key or "" for r in records) == ["after", "before", "during"]
+    again = next(r for r in records if r.key == "before")
+    assert again.headers["ce_id"] == before.headers["ce_id"], "published again, same id"
+    assert any(e["event"] == "detector.checkpoint_reseeded" for e in logs), logs
+    async with KafkaCheckpoint(config.kafka, broker.bootstrap, config.state_topic) as cp:
+        state = await cp.load()
+    assert state is not None, "the checkpoint is back, baseline marker included"
+    assert sorted(state.snapshot.models) == ["after", "before", "during", "old"]
