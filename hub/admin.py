@@ -84,8 +84,9 @@ class AdminServer:
         self.hub = hub
         self.store = store
         cfg = hub.config
+        # a few poll intervals: an MLflow or Kafka outage shows within seconds
         self._stale_after_s = stale_after_s if stale_after_s is not None \
-            else max(3 * cfg.detector.poll_interval_s, 60.0)
+            else max(3 * cfg.detector.poll_interval_s, 10.0)
         self._broker_ttl_s = broker_check_ttl_s
         self._broker_checked: tuple[float, dict[str, Any]] | None = None
         self._broker_lock = asyncio.Lock()
@@ -100,7 +101,7 @@ class AdminServer:
     async def __aenter__(self) -> AdminServer:
         await self._listener.start(self.build_app())
         self.url = self._listener.url
-        log.info("admin.started", url=self.url, token=self.token.origin,
+        log.info("admin.started", url=self.url, token_origin=self.token.origin,
                  loopback_only=self._listener.loopback_only)
         return self
 
@@ -201,15 +202,25 @@ class AdminServer:
             return {"ok": True, "detail": "no detector in this process"}
         election = self.hub.election
         if election is not None and not election.is_leader:
-            return {"ok": True, "detail": "standby: another detector is the elected leader"}
+            if election.leader_elsewhere:
+                return {"ok": True, "detail": "standby: another detector is the elected leader"}
+            return {"ok": False, "detail": "no detector leads: the election has not settled "
+                    f"(the broker is away, or lost the coordination topic {election.topic})"}
         last = detector.last_success_monotonic
         failures = detector.consecutive_failures
         if last is None:
             return {"ok": False, "detail": "no successful scan yet",
-                    "consecutive_failures": failures}
+                    "consecutive_failures": failures, "error": detector.last_error}
         age = time.monotonic() - last
-        return {"ok": age <= self._stale_after_s, "last_success_s_ago": round(age, 1),
-                "consecutive_failures": failures, "stale_after_s": self._stale_after_s}
+        # a big registry's scan takes its time: allow for it, twice
+        stale_after = self._stale_after_s + 2 * (detector.last_scan_s or 0.0)
+        check: dict[str, Any] = {"ok": age <= stale_after, "last_success_s_ago": round(age, 1),
+                 "consecutive_failures": failures, "stale_after_s": round(stale_after, 1)}
+        if not check["ok"]:
+            check["detail"] = (f"no detection round completed for {age:.0f} s: "
+                               + (detector.last_error or "publishing or the checkpoint waits "
+                                  "for the broker"))
+        return check
 
     def _worker_check(self) -> dict[str, Any]:
         worker = self.hub.worker
@@ -218,10 +229,15 @@ class AdminServer:
         missing = sorted(n for n, s in worker.subscriptions.items()
                          if s.enabled and n not in worker.lanes)
         running = worker.running
+        idle = sorted(n for n, lane in worker.lanes.items() if not lane.assigned.is_set())
         detail = "lanes running" if running else "worker not running"
         if missing:
             detail = f"no lane for {', '.join(missing)} (handler could not be built)"
-        return {"ok": running and not missing, "detail": detail, "lanes": len(worker.lanes)}
+        elif running and idle:
+            detail = (f"not consuming: {', '.join(idle)} (no partitions assigned: the group "
+                      "is rebalancing, or the broker lost the events topic)")
+        return {"ok": running and not missing and not idle, "detail": detail,
+                "lanes": len(worker.lanes)}
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.hub.metrics.render(),

@@ -23,6 +23,11 @@ Guarantee and its limits:
   heard that it was replaced.
 * **After a SIGKILL** the standby takes over after the session timeout plus one rebalance,
   then reloads the detector checkpoint from Kafka and catches up on what changed meanwhile.
+* **A broker that comes back empty** has no coordination topic and no group: the hub's
+  :class:`~hub.topics.TopicKeeper` creates the topic again, the members join again, and the
+  last holder (else the oldest process) leads again. Until then no one leads, and
+  :attr:`LeaderElection.leader_elsewhere` is False, so ``/readyz`` says so: a standby counts
+  as ready only while a settled group gave partition 0 to another member.
 * **Residual risk: duplicates, never loss.** A publish that passed the fence just before the
   process froze can still reach the broker after the new leader started. The checkpoint only
   advances after an acknowledged publish, and event ids are deterministic (same change at the
@@ -179,6 +184,7 @@ class LeaderElection:
         self._assignments = 0  # counts assignments: a renewal only counts for its own
         self._next_renewal = 0.0
         self._leader = False  # we told the caller it leads (lost is not set)
+        self._elsewhere = False  # a settled group gave partition 0 to another member
         self._lease_until = 0.0
         self._since: datetime | None = None
         self.acquired = asyncio.Event()
@@ -252,6 +258,13 @@ class LeaderElection:
         return self._leader and self._clock() < self._lease_until
 
     @property
+    def leader_elsewhere(self) -> bool:
+        """True while this process stands by in a settled group that gave partition 0 to
+        another member: someone else detects. False while the group rebalances, has no
+        partition to give (the coordination topic is gone) or this process leads."""
+        return self._elsewhere
+
+    @property
     def since(self) -> datetime | None:
         return self._since if self._leader else None
 
@@ -287,25 +300,35 @@ class LeaderElection:
 
     async def _keep_membership(self) -> None:
         """Poll (keeps the membership alive: aiokafka leaves a group it stopped polling),
-        renew the lease while partition 0 is ours, and turn lease changes into events."""
+        renew the lease while partition 0 is ours, and turn lease changes into events.
+
+        Never ends for a Kafka error: the broker may come back (even empty, once the
+        coordination topic is created again), and then this member joins, and leads if no
+        one else does. A failure loses the leadership and is logged once until it passes."""
         assert self._consumer is not None
-        try:
-            while True:
+        failing = False
+        while True:
+            try:
                 await self._consumer.getmany(timeout_ms=int(_TICK_S * 1000), max_records=100)
-                now = self._clock()
-                if self._assigned and now >= self._next_renewal:
-                    self._next_renewal = now + self._renew_every_s
-                    assignment = self._assignments
-                    if await self._renew(now) and assignment == self._assignments:
-                        self._lease_until = now + self._lease_s
-                if self._leader and not self.is_leader:
-                    self._lose("lease_expired")
-                elif not self._leader and self._assigned and self._clock() < self._lease_until:
-                    self._acquire()
-        except KafkaError as exc:
-            self._lose("consumer_failed")
-            raise BusError(f"the detector election failed on {self._bootstrap}: {exc!r}") \
-                from exc
+            except KafkaError as exc:
+                self._lose("consumer_failed")
+                if not failing:
+                    log.warning("leader.membership_failed", group=self.group_id,
+                                error=repr(exc), action="retrying")
+                failing = True
+                await asyncio.sleep(_TICK_S)  # the loop's own pace; the error may repeat
+                continue
+            failing = False
+            now = self._clock()
+            if self._assigned and now >= self._next_renewal:
+                self._next_renewal = now + self._renew_every_s
+                assignment = self._assignments
+                if await self._renew(now) and assignment == self._assignments:
+                    self._lease_until = now + self._lease_s
+            if self._leader and not self.is_leader:
+                self._lose("lease_expired")
+            elif not self._leader and self._assigned and self._clock() < self._lease_until:
+                self._acquire()
 
     async def _renew(self, sent: float) -> bool:
         """Commit our position on partition 0: succeeds only while the broker still counts
@@ -327,13 +350,21 @@ class LeaderElection:
         self._assignments += 1
         self._assigned = self._tp in assigned
         self._next_renewal = 0.0  # prove it at once: the lease starts with a renewal
-        if not self._assigned:
+        # the assignor always gives partition 0 to a member, if the topic has it
+        exists = self._consumer is not None and bool(
+            self._consumer.partitions_for_topic(self.topic))
+        self._elsewhere = exists and not self._assigned
+        if self._elsewhere:
             log.info("leader.standby", group=self.group_id, identity=self.identity)
+        elif not self._assigned:
+            log.warning("leader.no_partition", group=self.group_id, topic=self.topic,
+                        action="no detector can lead until the topic exists again")
 
     async def _on_revoked(self) -> None:
         was_leader = self._leader
         self._assignments += 1
         self._assigned = False
+        self._elsewhere = False
         self._lease_until = 0.0
         self._lose("rebalance")
         if was_leader:

@@ -1,7 +1,7 @@
 """The one line that tells a person the hub is ready — and, just as clearly, why it is not.
 
-Ready means: the detector (if this process runs one) finished a scan, or stands by for an
-elected leader; every enabled subscription has a running lane that owns its partitions.
+Ready means: the detector (if this process runs one) finished a scan, or stands by while
+another detector leads; every enabled subscription has a running lane that owns its partitions.
 The ready line goes to standard output, once; while the hub is not ready, each new reason
 goes to standard error, once, with what to do about it.
 """
@@ -43,8 +43,11 @@ class ReadyHost(Protocol):
 
 def not_ready(host: ReadyHost) -> NotReady | None:
     """Why ``host`` is not ready yet (with what to do), or None when it is."""
-    detector, worker = host.detector, host.worker
-    if detector is not None and not (host.election is not None and not host.election.is_leader):
+    detector, worker, election = host.detector, host.worker, host.election
+    standby = election is not None and not election.is_leader
+    if detector is not None and standby and not election.leader_elsewhere:
+        return NotReady("waiting for the detector election to settle")
+    if detector is not None and not standby:
         if detector.last_success_monotonic is None:
             error = getattr(detector, "last_error", None)
             if not detector.consecutive_failures or not error:
