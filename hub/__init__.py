@@ -1,7 +1,8 @@
 """Registry Hub: MLflow Model Registry changes as CloudEvents on Kafka, delivered to
 webhooks, Slack and deploy pipelines.
 
-The names below are the public surface for users and plugin authors.
+The names below are the public surface for users and plugin authors; plugin tests add
+``hub.testing`` (in-memory fakes). Everything else is internal and may change.
 """
 
 from hub.config import HubConfig, SubscriptionConfig, load_config
@@ -9,7 +10,7 @@ from hub.diff import apply, diff
 from hub.errors import BusError, ConfigError, HubError, PluginError, SourceError
 from hub.events import EVENT_TYPES, Change, Event, EventType
 from hub.outcome import Outcome, Status
-from hub.plugins import Handler, HandlerContext, HandlerOptions
+from hub.plugins import Handler, HandlerContext, HandlerOptions, is_test
 from hub.snapshot import ModelState, Snapshot, VersionState
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "VersionState",
     "apply",
     "diff",
+    "is_test",
     "load_config",
 ]

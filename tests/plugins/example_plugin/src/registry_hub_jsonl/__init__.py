@@ -12,9 +12,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from hub.events import Event
-from hub.outcome import Outcome
-from hub.plugins import HandlerContext, HandlerOptions
+from hub import Event, HandlerContext, HandlerOptions, Outcome
 
 
 class JsonlOptions(HandlerOptions):
