@@ -78,10 +78,12 @@ class FakeProducer:
     (await producer.send(topic, key=..., value=..., headers=...))`` is acknowledged at once
     and the record lands in :attr:`sent`. After :meth:`fail`, acknowledgements fail with the
     given error (default: a ``KafkaConnectionError``, as a broker outage) and nothing is
-    recorded, until :meth:`recover`. Offsets count per topic; one partition per topic."""
+    recorded (:attr:`refused` counts them), until :meth:`recover`. Offsets count per topic;
+    one partition per topic."""
 
     def __init__(self) -> None:
         self.sent: list[SentRecord] = []
+        self.refused = 0
         self._error: BaseException | None = None
         self.started = False
 
@@ -106,6 +108,7 @@ class FakeProducer:
                    headers: Iterable[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._error is not None:
+            self.refused += 1
             ack.set_exception(self._error)
             return ack
         record = SentRecord(topic, key, value, list(headers or []), 0, len(self.on(topic)))
