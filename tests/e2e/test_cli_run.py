@@ -159,3 +159,21 @@ def test_detect_publishes_cloudevents_to_an_external_broker(
     assert f"events → topic {topic_name} on {kafka_bootstrap}" in ready, ready
     assert "subscription" not in ready, "detect runs no delivery"
     assert events == [], "detect runs no delivery, so the console prints nothing"
+
+
+@pytest.mark.timeout(180)
+def test_a_hub_that_cannot_read_its_registry_says_why_instead_of_ready(
+    tmp_path: Path, start_hub: Callable[..., HubProcess]
+) -> None:
+    from hub.embedded import free_port
+
+    registry = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    hub = start_hub(["run"], tmp_path, clean_env(
+        HUB_MLFLOW__TRACKING_URI=registry, HUB_MLFLOW__REQUEST_RETRIES="0",
+        HUB_ADMIN__PORT="0"))
+    line = hub.wait_line("stderr", lambda ln: ln.startswith("registry-hub not ready:"),
+                         "the not-ready line", STARTUP_TIMEOUT_S)
+    assert f"cannot read the registry {registry}" in line, line
+    assert "check mlflow.tracking_uri" in line, line
+    assert not any(ln.startswith("registry-hub ready") for ln in hub.lines("stdout"))
+    assert hub.terminate() == 0, hub.dump()
