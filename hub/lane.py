@@ -50,7 +50,9 @@ ChainKey = tuple[TopicPartition, bytes | None]
 class _Rebalance(ConsumerRebalanceListener):
     """Revoked partitions are drained and committed before they move. With
     ``delivery.start_from: now``, partitions this group never committed start at the worker's
-    start time, not at the topic's whole history."""
+    start time, not at the topic's whole history. A partition this lane had committed that
+    comes back with no committed offset was lost by the broker (it came back empty): it
+    starts over the same way, on the new topic."""
 
     def __init__(self, lane: SubscriptionLane, consumer: AIOKafkaConsumer,
                  started_ms: int | None) -> None:
@@ -62,10 +64,11 @@ class _Rebalance(ConsumerRebalanceListener):
         await self._lane.release(self._consumer, set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self._started_ms is None:
-            return
         fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
-        if not fresh:
+        if lost := sorted(tp.partition for tp in fresh if tp in self._lane.committed_before):
+            log.warning("delivery.offsets_lost", subscription=self._lane.name, partitions=lost,
+                        action="the broker lost them (it came back empty?): starting over")
+        if self._started_ms is None or not fresh:
             return
         found = await self._consumer.offsets_for_times({tp: self._started_ms for tp in fresh})
         for tp in fresh:
@@ -124,6 +127,11 @@ class SubscriptionLane:
         return old
 
     @property
+    def committed_before(self) -> set[TopicPartition]:
+        """Partitions this lane committed an offset for, at any time."""
+        return self._offsets.ever_committed
+
+    @property
     def pending(self) -> int:
         """Records taken from Kafka whose outcome is not final yet."""
         return self._offsets.pending()
@@ -150,6 +158,8 @@ class SubscriptionLane:
                     self._take(batch)
                 if consumer.assignment():
                     self.assigned.set()
+                else:  # rebalancing, or the broker lost the topic: not consuming
+                    self.assigned.clear()
                 await self._commit(consumer)
                 if time.monotonic() >= next_lag_check:
                     next_lag_check = time.monotonic() + 5
@@ -203,7 +213,8 @@ class SubscriptionLane:
                     # looks up self.running with no await in between: the current one
                     await self._dispatcher.deliver(self.name, event)
                 chain.popleft()
-                self._offsets.finished(tp, offset)
+                if self._chains.get(key) is chain:  # not detached: its partition is ours
+                    self._offsets.finished(tp, offset)
                 self._progress.set()
         finally:
             if self._chains.get(key) is chain and not chain:
@@ -241,6 +252,10 @@ class SubscriptionLane:
         await self._drain(revoked, self._config.grace_period_s)
         await self._commit(consumer, only=revoked)
         self._offsets.forget(revoked)
+        # chains still running (the grace period ran out) finish detached: their offsets
+        # must not count if a partition comes back, maybe as a new topic after a broker loss
+        for key in [k for k in self._chains if k[0] in revoked]:
+            del self._chains[key]
 
     async def _commit(self, consumer: AIOKafkaConsumer,
                       only: set[TopicPartition] | None = None) -> None:

@@ -5,10 +5,17 @@ different retry times). The committed offset of a partition is the lowest offset
 not yet final — or, when none is open, the offset after the last record taken. A restart
 therefore re-reads exactly what was not final. Used by the subscription lanes and the retry
 scheduler.
+
+While the broker is away a commit cannot complete: it gives up after ``COMMIT_TIMEOUT_S``
+(so a consumer loop stays responsive and stops on time), is logged once until commits work
+again, and is retried with whatever is safe then. Offsets of a partition that was taken
+away are forgotten; a partition whose records the broker lost (it came back empty) comes
+back with no committed offset, so nothing of the old topic is ever committed onto the new.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 import structlog
@@ -17,12 +24,16 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 log = structlog.get_logger(__name__)
 
+COMMIT_TIMEOUT_S = 2.0
+
 
 class OffsetTracker:
     def __init__(self) -> None:
         self._open: dict[TopicPartition, set[int]] = {}  # taken, not yet final
         self._next: dict[TopicPartition, int] = {}  # offset after the last record taken
         self._committed: dict[TopicPartition, int] = {}
+        self.ever_committed: set[TopicPartition] = set()  # kept when forgotten
+        self._failures = 0  # commits failed in a row
 
     def seen(self, tp: TopicPartition, offset: int) -> None:
         """A record was read (final at once unless :meth:`opened` too)."""
@@ -64,12 +75,23 @@ class OffsetTracker:
     async def commit(self, consumer: AIOKafkaConsumer, *, event: str,
                      only: set[TopicPartition] | None = None, **fields: object) -> None:
         """Commit what is safe. A failure (the partitions moved to another member, which
-        re-reads what was not committed) is logged as ``event`` and otherwise harmless."""
+        re-reads what was not committed; the broker is away) is logged as ``event``, once
+        until a commit succeeds again, and is otherwise harmless."""
         offsets = self.to_commit(only)
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
-            self._committed.update(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning(event, error=repr(exc), **fields)
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            self._failures += 1
+            if self._failures == 1:
+                log.warning(event, error="timeout" if isinstance(exc, TimeoutError)
+                            else repr(exc), **fields)
+            return
+        self._committed.update(offsets)
+        self.ever_committed.update(offsets)
+        if self._failures:
+            log.info(event.rsplit(".", 1)[0] + ".commit_resumed", failed=self._failures,
+                     **fields)
+            self._failures = 0

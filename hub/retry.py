@@ -31,14 +31,22 @@ log = structlog.get_logger(__name__)
 
 
 class _Forget(ConsumerRebalanceListener):
-    def __init__(self, scheduler: RetryScheduler) -> None:
+    def __init__(self, scheduler: RetryScheduler, consumer: AIOKafkaConsumer) -> None:
         self._scheduler = scheduler
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self._scheduler.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        """A partition committed before that comes back with no committed offset was lost by
+        the broker (it came back empty): read from its beginning, as a new topic."""
+        before = self._scheduler.committed_before
+        lost = [tp.partition for tp in assigned
+                if tp in before and await self._consumer.committed(tp) is None]
+        if lost:
+            log.warning("retry.offsets_lost", partitions=sorted(lost),
+                        action="the broker lost them with the jobs they held: starting over")
 
 
 class RetryScheduler:
@@ -56,6 +64,7 @@ class RetryScheduler:
         self._heap: list[tuple[int, int, TopicPartition, int, Job]] = []
         self._tie = itertools.count()
         self._offsets = OffsetTracker()
+        self._generation: dict[TopicPartition, int] = {}  # bumped when a partition is forgotten
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -68,16 +77,24 @@ class RetryScheduler:
     def pending(self) -> int:
         return len(self._heap)
 
+    @property
+    def committed_before(self) -> set[TopicPartition]:
+        return self._offsets.ever_committed
+
     def forget(self, partitions: set[TopicPartition]) -> None:
-        """Partitions moved to another worker, which will re-read their jobs."""
+        """Partitions moved to another worker, which will re-read their jobs. Jobs of theirs
+        still running finish uncounted: the partition may come back (as a new topic, after
+        the broker lost its data) with other jobs at the same offsets."""
         self._heap = [entry for entry in self._heap if entry[2] not in partitions]
         heapq.heapify(self._heap)
         self._offsets.forget(partitions)
+        for tp in partitions:
+            self._generation[tp] = self._generation.get(tp, 0) + 1
 
     async def run(self) -> None:
         consumer = new_group_consumer(self._kafka, self._bootstrap, self.group_id,
                                       auto_offset_reset="earliest")
-        consumer.subscribe([self._topic], listener=_Forget(self))
+        consumer.subscribe([self._topic], listener=_Forget(self, consumer))
         await consumer.start()
         try:
             while not self._stopping.is_set():
@@ -97,6 +114,8 @@ class RetryScheduler:
         assignment = consumer.assignment()
         if assignment:
             self.assigned.set()
+        else:  # rebalancing, or the broker lost the topic
+            self.assigned.clear()
         full = len(self._heap) >= self._config.max_pending_retries
         if full:
             consumer.pause(*assignment)
@@ -127,15 +146,18 @@ class RetryScheduler:
         now_ms = int(self._clock() * 1000)
         while self._heap and self._heap[0][0] <= now_ms and not self._slots.locked():
             _, _, tp, offset, job = heapq.heappop(self._heap)
-            task = asyncio.create_task(self._run_job(tp, offset, job))
+            task = asyncio.create_task(
+                self._run_job(tp, offset, job, self._generation.get(tp, 0)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run_job(self, tp: TopicPartition, offset: int, job: Job) -> None:
+    async def _run_job(self, tp: TopicPartition, offset: int, job: Job,
+                       generation: int) -> None:
         async with self._slots:
             await self._dispatcher.deliver(job.subscription, job.event, job.attempt,
                                            replayed=job.replayed)
-        self._offsets.finished(tp, offset)
+        if self._generation.get(tp, 0) == generation:  # its partition is still ours
+            self._offsets.finished(tp, offset)
 
     async def _drain(self) -> None:
         if self._tasks:

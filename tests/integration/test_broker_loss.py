@@ -4,6 +4,7 @@ data in memory: the restarted broker has no topics, offsets or groups).
 * the topic keeper re-creates every topic, and says so once per state change;
 * the detector (no election) writes its checkpoint back from memory and publishes the
   recent events again, so no change it saw is lost;
+* lanes start over on the new topic, and commit nothing of the old one onto it;
 * the subscription store writes its runtime subscriptions back.
 """
 
@@ -13,19 +14,23 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from structlog.testing import capture_logs
 
 from hub.app import Hub, Roles
-from hub.bus import ensure_topics
+from hub.bus import Publisher, ensure_topics
 from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
+from hub.events import Event
 from hub.topics import TopicKeeper
 from tests.support.broker import Broker, running_broker
 from tests.support.kafka_reader import read_topic
+from tests.support.receiver import SECRET, running_receiver
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,3 +126,68 @@ async def test_the_detector_writes_its_checkpoint_back_and_publishes_recent_even
         state = await cp.load()
     assert state is not None, "the checkpoint is back, baseline marker included"
     assert sorted(state.snapshot.models) == ["after", "before", "during", "old"]
+
+
+async def test_lanes_start_over_on_the_new_topic_and_never_commit_old_offsets(
+        broker: Broker, tmp_path: Path) -> None:
+    async with running_receiver() as receiver:
+        config = HubConfig(
+            mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'unused.db'}"},
+            kafka={"bootstrap_servers": broker.bootstrap, "topic": "lanes", "partitions": 2,
+                   "session_timeout_ms": 3000, "heartbeat_interval_ms": 1000},
+            delivery={"allowed_networks": ["127.0.0.0/8"], "start_from": "earliest",
+                      "grace_period_s": 2},
+            subscriptions=[{"name": "hook", "handler": "webhook",
+                            "url": f"{receiver.url}/ok", "secret": SECRET}],
+            admin={"enabled": False})
+        with capture_logs() as logs:
+            async with Hub(config, Roles(detect=False)) as hub:
+                run = asyncio.create_task(hub.run())
+                assert hub.worker is not None
+                await hub.worker.wait_ready()
+                async with Publisher(config.kafka, broker.bootstrap, "lanes") as publisher:
+                    await publisher.publish([event(f"old-{n}") for n in range(20)])
+                await receiver.wait_for(20, "/ok")
+
+                broker.kill()
+                broker.start()  # empty
+                await until("the events topic again",
+                            lambda: _has_topic(broker.bootstrap, "lanes"))
+                async with Publisher(config.kafka, broker.bootstrap, "lanes") as publisher:
+                    await publisher.publish([event(f"new-{n}") for n in range(5)])
+                hits = await receiver.wait_for(25, "/ok", timeout_s=60)
+
+                async def committed_all() -> bool:
+                    offsets = await group_offsets(broker.bootstrap, "registry-hub.hook",
+                                                  "lanes")
+                    return sum(offsets.values()) == 5
+
+                await until("the new offsets committed", committed_all)
+                hub.stop()
+                await asyncio.wait_for(run, 30)
+    assert {h.headers["webhook-id"] for h in hits[20:]} == {f"new-{n}" for n in range(5)}
+    lost = [e for e in logs if e["event"] == "delivery.offsets_lost"]
+    assert lost and lost[0]["subscription"] == "hook", logs
+
+
+def event(event_id: str) -> Event:
+    n = int(event_id.rsplit("-", 1)[1])
+    return Event(id=event_id, type="registered_model.created", model=f"m{n}",
+                 time=datetime.now(UTC), source="s", data={"model_name": f"m{n}"})
+
+
+async def _has_topic(bootstrap: str, topic: str) -> bool:
+    return topic in await topics_on(bootstrap)
+
+
+async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets (read, not joined: a consumer that never subscribes)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        found = {p: await consumer.committed(TopicPartition(topic, p)) for p in partitions}
+    finally:
+        await consumer.stop()
+    return {p: offset for p, offset in found.items() if offset is not None}
