@@ -15,6 +15,10 @@ lane is not started (``substore.refused``, naming the subscription and the field
 is not ready while it is there); replace it (PUT/PATCH) or delete it.
 
 Config-file subscriptions win: a runtime record named like one of them is ignored (logged).
+
+A broker that comes back empty loses the topic's records; each hub process writes back the
+runtime subscriptions it holds (:meth:`SubscriptionStore.watch`). Records go to partition 0,
+the one the store reads, whatever partitions a broker that re-created the topic gave it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +45,7 @@ from hub.worker import DeliveryWorker
 log = structlog.get_logger(__name__)
 
 FORMAT = 1
+_RESET_CHECK_S = 2.0  # how often the store asks whether the broker lost the topic
 
 
 def store_topic(config: HubConfig) -> str:
@@ -73,6 +79,7 @@ class SubscriptionStore:
         self.subscriptions: dict[str, SubscriptionConfig] = {}
         self.descriptions: dict[str, str | None] = {}
         self._applied: dict[str, int] = {}  # name → offset of the record in effect
+        self._next = 0  # the offset after the last record read
         self._lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -130,18 +137,62 @@ class SubscriptionStore:
         return dict(self.subscriptions)
 
     async def watch(self) -> None:
-        """Follow the topic until :meth:`stop`: changes made through any hub's admin API."""
+        """Follow the topic until :meth:`stop`: changes made through any hub's admin API.
+
+        A broker that comes back empty has lost the topic's records: the topic then ends
+        below what this store read or wrote (or, where the broker resets the position itself,
+        records come again from an offset already read), and this process writes back every
+        runtime subscription it holds (:meth:`_restore`) before it follows the new topic."""
         consumer = self._require(self._consumer)
+        failing = False
+        next_check = 0.0
         while not self._stopping.is_set():
             try:
                 batch = await consumer.getmany(self._tp, timeout_ms=500, max_records=500)
-            except KafkaError as exc:  # aiokafka reconnects by itself; say so and go on
-                log.warning("substore.read_failed", topic=self.topic, error=repr(exc),
-                            retry_in_s=1)
+                records = batch.get(self._tp, [])
+                lost = bool(records) and records[0].offset < self._next
+                if not lost and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + _RESET_CHECK_S
+                    lost = await self._ends_below_position(consumer)
+                if lost:
+                    await self._restore(consumer)
+                    continue
+            except (KafkaError, BusError, TimeoutError) as exc:  # aiokafka reconnects itself
+                if not failing:
+                    log.warning("substore.read_failed", topic=self.topic, error=repr(exc),
+                                action="retrying every second")
+                failing = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1)
                 continue
-            await self._apply_all(batch.get(self._tp, []))
+            if failing:
+                log.info("substore.read_resumed", topic=self.topic)
+                failing = False
+            await self._apply_all(records)
+
+    async def _ends_below_position(self, consumer: AIOKafkaConsumer) -> bool:
+        """The topic ends below where this store has read, or at or below a record it wrote
+        or applied (they are written one at a time: the end is exact)."""
+        async with asyncio.timeout(5):
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            seen = max(self._applied.values(), default=-1)
+            return bool(end <= seen or end < await consumer.position(self._tp))
+
+    async def _restore(self, consumer: AIOKafkaConsumer) -> None:
+        """The broker lost this topic's records: write back every runtime subscription this
+        process holds (one record at a time), then read the new topic from its beginning.
+        Other processes do the same; their records repeat ours, or are applied as usual."""
+        async with self._lock:
+            log.warning("substore.topic_lost", topic=self.topic,
+                        subscriptions=sorted(self.subscriptions),
+                        action="writing them back from memory")
+            self._applied.clear()
+            for name, sub in sorted(self.subscriptions.items()):
+                self._applied[name] = await self._send(name.encode(), encode(
+                    sub, description=self.descriptions.get(name), now=datetime.now(UTC)))
+            self._next = 0
+            await consumer.seek_to_beginning(self._tp)
+        log.info("substore.restored", topic=self.topic, subscriptions=len(self.subscriptions))
 
     async def put(self, sub: SubscriptionConfig, *, description: str | None = None) -> None:
         """Create or replace a runtime subscription: start it here, then persist it.
@@ -206,6 +257,7 @@ class SubscriptionStore:
         async with self._lock:
             for record in records:
                 await self._apply(record)
+                self._next = record.offset + 1
 
     async def _apply(self, record: ConsumerRecord) -> None:
         if record.key is None:
@@ -269,7 +321,10 @@ class SubscriptionStore:
     async def _send(self, key: bytes, value: bytes | None) -> int:
         producer = self._require(self._producer)
         try:
-            metadata = await (await producer.send(self.topic, key=key, value=value))
+            # partition 0, the one this store reads: a broker that re-created the topic by
+            # itself (auto-creation) may have given it more
+            metadata = await (await producer.send(self.topic, key=key, value=value,
+                                                  partition=self._tp.partition))
         except KafkaError as exc:
             raise BusError(f"writing to {self.topic} failed: {exc!r}") from exc
         return int(metadata.offset)

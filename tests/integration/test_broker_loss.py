@@ -25,8 +25,10 @@ from structlog.testing import capture_logs
 from hub.app import Hub, Roles
 from hub.bus import Publisher, ensure_topics
 from hub.checkpoint import KafkaCheckpoint
-from hub.config import HubConfig
+from hub.config import HubConfig, SubscriptionConfig
+from hub.errors import BusError
 from hub.events import Event
+from hub.substore import SubscriptionStore
 from hub.topics import TopicKeeper
 from tests.support.broker import Broker, running_broker
 from tests.support.kafka_reader import read_topic
@@ -191,3 +193,29 @@ async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int
     finally:
         await consumer.stop()
     return {p: offset for p, offset in found.items() if offset is not None}
+
+
+async def test_runtime_subscriptions_are_written_back_from_memory(broker: Broker) -> None:
+    config = HubConfig(kafka={"bootstrap_servers": broker.bootstrap, "topic": "subs"},
+                       subscriptions=[], admin={"enabled": False})
+    with capture_logs() as logs:
+        async with Hub(config, Roles(detect=False, deliver=False)) as hub:
+            run = asyncio.create_task(hub.run())
+            assert hub.store is not None
+            await hub.store.put(SubscriptionConfig(name="audit", handler="console"),
+                                description="kept")
+            broker.kill()
+            broker.start()  # empty
+
+            async def written_back() -> bool:
+                try:
+                    async with SubscriptionStore(config, broker.bootstrap) as reader:
+                        return reader.descriptions.get("audit") == "kept"
+                except BusError:
+                    return False
+
+            await until("the subscription written back", written_back, timeout_s=60)
+            hub.stop()
+            await asyncio.wait_for(run, 30)
+    assert [e["subscriptions"] for e in logs if e["event"] == "substore.topic_lost"] == [
+        ["audit"]], logs
