@@ -52,14 +52,17 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 def make_event(type: str = "model_version.stage_transitioned", model: str = "iris",
                version: str | None = "1", *, id: str | None = None,
-               time: datetime | None = None, source: str = "http://mlflow.example",
+               time: datetime | None = None, registry: str = "http://mlflow.example",
                **data: Any) -> Event:
-    """An event as the detector would publish it; ``data`` gets ``model_name`` (and
-    ``version``) unless given, e.g. ``make_event(to_stage="Production")``."""
-    payload: dict[str, Any] = {"model_name": model,
-                               **({"version": version} if version is not None else {}), **data}
+    """An event as the detector would publish it: ``registry`` is its ``source`` (and
+    ``data.tracking_uri``); ``data`` gets ``model_name`` (and ``version``) unless given, e.g.
+    ``make_event(to_stage="Production", source="models:/m/1")``."""
+    defaults: dict[str, Any] = {"model_name": model, "tracking_uri": registry}
+    if version is not None:
+        defaults["version"] = version
     return Event(id=id or str(uuid.uuid4()), type=type, model=model,
-                 time=time or datetime.now(UTC), source=source, data=payload, version=version)
+                 time=time or datetime.now(UTC), source=registry, data={**defaults, **data},
+                 version=version)
 
 
 # --- Kafka: a producer --------------------------------------------------------------------------

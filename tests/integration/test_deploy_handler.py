@@ -21,13 +21,13 @@ from mlflow.tracking import MlflowClient
 from handlers.deploy import DeployHandler, DeployOptions
 from handlers.deploy_targets import idempotency_key
 from hub.envrefs import CONTEXT_KEY
-from hub.errors import BusError, PluginError
 from hub.events import Event
 from hub.http import HttpClients
 from hub.outcome import Status
 from hub.plugins import HandlerContext
+from hub.testing import FakeHandlerContext
 from tests.support.mlflow_server import MlflowServer
-from tests.unit.test_deploy_payloads import load_schema, schema_errors
+from tests.support.schema import schema_errors
 
 TOKEN = "ghp_test_token_0123456789"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -334,7 +334,7 @@ async def test_http_default_body_is_the_deploy_request_record(
     assert (await handler.deliver(alias_event("iris", "4"))).status is Status.DELIVERED
     [(method, _, body)] = rec.calls
     record = json.loads(body)
-    assert method == "POST" and schema_errors(record, load_schema()) == []
+    assert method == "POST" and schema_errors(record) == []
     assert (record["model"], record["version"], record["alias"]) == ("iris", "4", "champion")
 
 
@@ -414,7 +414,7 @@ async def test_kafka_target_publishes_schema_valid_records_keyed_by_model(
                                    "schema": b"registry-hub.deploy-request/v1",
                                    "idempotency_key": key.encode()}
     record = json.loads(first.value)
-    assert schema_errors(record, load_schema()) == []
+    assert schema_errors(record) == []
     assert record == {
         "schema": "registry-hub.deploy-request/v1", "idempotency_key": key,
         "event_id": event.id, "event_type": "model_version_alias.created",
@@ -423,28 +423,7 @@ async def test_kafka_target_publishes_schema_valid_records_keyed_by_model(
         "requested_at": "2025-03-01T12:00:00+00:00"}
 
 
-async def test_a_failed_publish_is_retried() -> None:
-    async def kafka_send(topic: str, key: bytes, value: bytes,
-                         headers: list[tuple[str, bytes]]) -> None:
-        raise BusError("broker unreachable")
-
-    handler = DeployHandler(name="d", options=DeployOptions(target="kafka"),
-                            context=HandlerContext(kafka_send=kafka_send))
-    outcome = await handler.deliver(stage_event())
-    assert outcome.status is Status.RETRY and "broker unreachable" in outcome.detail
-
-
 # --- lineage against a real MLflow server ---------------------------------------------------
-
-@dataclass
-class CountingMlflow:
-    client: MlflowClient
-    calls: int = 0
-
-    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self.calls += 1
-        return await asyncio.to_thread(fn, self.client, *args)
-
 
 @pytest.fixture
 def registered_version(mlflow_client: MlflowClient) -> tuple[str, str, str]:
@@ -468,16 +447,14 @@ async def test_lineage_rides_in_the_client_payload_and_is_fetched_once_per_versi
         registered_version: tuple[str, str, str]) -> None:
     fake, url = github
     model, version, experiment = registered_version
-    mlflow = CountingMlflow(mlflow_client)
-    context = HandlerContext(http_session=http_clients.session, mlflow_call=mlflow)
-    handler = github_handler(url, http_clients, context=context, include_lineage=True)
-
-    together = await asyncio.gather(handler.deliver(stage_event(model, version)),
-                                    handler.deliver(stage_event(model, version)))
-    later = await handler.deliver(alias_event(model, version, tags={"validated": "true",
-                                                                     "owner": "ml"}))
+    async with FakeHandlerContext(mlflow_client=mlflow_client) as context:
+        handler = github_handler(url, http_clients, context=context, include_lineage=True)
+        together = await asyncio.gather(handler.deliver(stage_event(model, version)),
+                                        handler.deliver(stage_event(model, version)))
+        later = await handler.deliver(alias_event(model, version, tags={"validated": "true",
+                                                                         "owner": "ml"}))
     assert [o.status for o in [*together, later]] == [Status.DELIVERED] * 3, later.detail
-    assert mlflow.calls == 1  # concurrent misses and a later hit: one fetch for the version
+    assert len(context.mlflow_calls) == 1  # concurrent misses, a later hit: one fetch
 
     payloads = [body["client_payload"] for _, body in fake.accepted]
     assert all(len(p) <= 10 for p in payloads)
@@ -494,14 +471,13 @@ async def test_a_lineage_fetch_failure_is_retried_not_deployed_without_it(
         github: tuple[FakeGitHub, str], http_clients: HttpClients,
         mlflow_server: MlflowServer, mlflow_client: MlflowClient) -> None:
     fake, url = github
-    mlflow = CountingMlflow(mlflow_client)
-    context = HandlerContext(http_session=http_clients.session, mlflow_call=mlflow)
-    handler = github_handler(url, http_clients, context=context, include_lineage=True)
-    missing = stage_event(f"absent-{uuid.uuid4().hex[:8]}", "1")
-    outcomes = [await handler.deliver(missing), await handler.deliver(missing)]
+    async with FakeHandlerContext(mlflow_client=mlflow_client) as context:
+        handler = github_handler(url, http_clients, context=context, include_lineage=True)
+        missing = stage_event(f"absent-{uuid.uuid4().hex[:8]}", "1")
+        outcomes = [await handler.deliver(missing), await handler.deliver(missing)]
     assert [o.status for o in outcomes] == [Status.RETRY, Status.RETRY]
     assert "lineage" in outcomes[0].detail
-    assert mlflow.calls == 2  # failures are not cached
+    assert len(context.mlflow_calls) == 2  # failures are not cached
     assert fake.accepted == []
 
 
@@ -509,30 +485,11 @@ async def test_kafka_records_carry_lineage_that_validates(
         mlflow_server: MlflowServer, mlflow_client: MlflowClient,
         registered_version: tuple[str, str, str]) -> None:
     model, version, experiment = registered_version
-    sent: list[bytes] = []
-
-    async def kafka_send(topic: str, key: bytes, value: bytes,
-                         headers: list[tuple[str, bytes]]) -> None:
-        sent.append(value)
-
-    handler = DeployHandler(
-        name="d", options=DeployOptions(target="kafka", include_lineage=True),
-        context=HandlerContext(kafka_send=kafka_send, mlflow_call=CountingMlflow(mlflow_client)))
-    assert (await handler.deliver(stage_event(model, version))).status is Status.DELIVERED
-    record = json.loads(sent[0])
-    assert schema_errors(record, load_schema()) == []
+    async with FakeHandlerContext(mlflow_client=mlflow_client) as context:
+        handler = DeployHandler(
+            name="d", options=DeployOptions(target="kafka", include_lineage=True),
+            context=context)
+        assert (await handler.deliver(stage_event(model, version))).status is Status.DELIVERED
+    record = json.loads(context.sent[0].value or b"")
+    assert schema_errors(record) == []
     assert record["lineage"]["experiment_name"] == experiment
-
-
-def test_missing_context_capabilities_are_reported_at_construction() -> None:
-    with pytest.raises(PluginError, match="kafka_send"):
-        DeployHandler(name="d", options=DeployOptions(target="kafka"), context=HandlerContext())
-    with pytest.raises(PluginError, match="mlflow_call"):
-        DeployHandler(name="d", options=DeployOptions(target="kafka", include_lineage=True),
-                      context=HandlerContext(kafka_send=_never_send))
-
-
-async def _never_send(topic: str, key: bytes, value: bytes,
-                      headers: list[tuple[str, bytes]]) -> None:
-    raise AssertionError("not expected")
-

@@ -17,7 +17,7 @@ from hub.admin_bodies import ApiError, mask, merge_patch, parse_object, sample_e
 from hub.config import SubscriptionConfig
 from hub.plugins import TEST_FLAG, is_test
 from hub.signing import webhook_body
-from tests.unit.test_deploy_payloads import SCHEMA_PATH, schema_errors
+from tests.support.schema import schema_errors
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy0xMjM0NTY3ODkw"
 
@@ -100,4 +100,4 @@ def test_a_test_send_is_marked_wherever_it_shows_and_a_real_event_is_not() -> No
     # still a valid deploy request (the id says test-...; the v1 schema has no test field)
     request = record(deploy_request("s", sample))
     assert request["event_id"].startswith("test-")
-    assert schema_errors(request, json.loads(SCHEMA_PATH.read_text())) == []
+    assert schema_errors(request) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,8 +32,8 @@ from handlers.deploy_targets import (
 from hub.envrefs import CONTEXT_KEY
 from hub.events import Event
 from hub.outcome import Status
+from tests.support.schema import load_schema, schema_errors
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "deploy-request.schema.json"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LINEAGE = {"run_id": "r1", "experiment_id": "7", "experiment_name": "iris-exp",
            "params": {"C": "0.1"}, "metrics": {"acc": 0.97, "bad": None},
@@ -55,61 +54,6 @@ def alias_event() -> Event:
                  data={"model_name": "iris", "alias": "champion", "version": "4",
                        "previous_version": "3", "run_id": "r4", "source": "runs:/r4/model",
                        "tags": {}, "aliases": ["champion"], "tracking_uri": "sqlite:///m.db"})
-
-
-# --- the JSON Schema, validated by jsonschema when installed, else by this small subset -----
-
-def schema_errors(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    try:
-        import jsonschema
-    except ImportError:
-        return _subset_errors(instance, schema, path)
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(instance)]
-
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict, "string": str, "number": (int, float), "null": type(None)}
-
-
-def _subset_errors(value: Any, schema: dict[str, Any], path: str) -> list[str]:
-    errors: list[str] = []
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: expected {schema['const']!r}")
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(isinstance(value, _TYPES[t]) and not isinstance(value, bool) for t in types):
-            return [*errors, f"{path}: {value!r} is not of type {types}"]
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            errors.append(f"{path}: too short")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{path}: does not match {schema['pattern']}")
-        if schema.get("format") == "date-time":
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                parsed = None
-            if parsed is None or parsed.tzinfo is None or "T" not in value:
-                errors.append(f"{path}: not an RFC 3339 date-time")
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        errors += [f"{path}: {k!r} is required" for k in schema.get("required", [])
-                   if k not in value]
-        for key, item in value.items():
-            if key in props:
-                errors += _subset_errors(item, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{path}: unexpected property {key!r}")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                errors += _subset_errors(item, schema["additionalProperties"], f"{path}.{key}")
-    return errors
-
-
-def load_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
-    return schema
 
 
 # --- idempotency key -----------------------------------------------------------------------
@@ -169,6 +113,8 @@ def test_the_schema_check_rejects_a_wrong_record() -> None:
     assert schema_errors({**body, "idempotency_key": "abc"}, schema)
     assert schema_errors({k: v for k, v in body.items() if k != "model"}, schema)
     assert schema_errors({**body, "version": 3}, schema)
+    assert schema_errors({**body, "requested_at": "2025-03-01 12:00"}, schema)  # not RFC 3339
+    assert schema_errors({**body, "requested_at": "2025-13-01T12:00:00Z"}, schema)
 
 
 # --- GitHub payloads ------------------------------------------------------------------------
