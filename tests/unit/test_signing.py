@@ -1,15 +1,14 @@
-"""Pure parts of webhook delivery: signatures (checked by independent implementations),
-bodies, ``Retry-After``, the status table and the SSRF address policy."""
+"""Signed webhook deliveries, pure: signatures (checked by independent implementations),
+bodies, webhook options and their secrets. ``Retry-After``: test_retry_after.py; the
+status table: test_webhook_status.py; the SSRF address policy: test_ssrf.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import format_datetime
 
 import pytest
 from hypothesis import given
@@ -19,11 +18,9 @@ from mlflow.webhooks.types import ModelVersionCreatedPayload, RegisteredModelCre
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from handlers.webhook import WebhookOptions, classify
+from handlers.webhook import WebhookOptions
 from hub.envrefs import CONTEXT_KEY
 from hub.events import Event
-from hub.http import is_forbidden, parse_retry_after
-from hub.outcome import Status
 from hub.redaction import url_origin
 from hub.signing import (
     Reason,
@@ -216,92 +213,6 @@ def test_standard_body_has_exactly_type_timestamp_data() -> None:
     assert webhook_body(ev, "standard") == standard_body(ev)
     assert webhook_body(ev, "mlflow") == mlflow_body(ev)
     assert webhook_body(ev, "databricks", webhook_id="w") == databricks_body(ev, "w")
-
-
-# --- Retry-After and the status table --------------------------------------------------------
-
-
-@given(st.integers(min_value=0, max_value=10**7))
-def test_retry_after_seconds_and_dates(seconds: int) -> None:
-    assert parse_retry_after(str(seconds), NOW) == seconds
-    date = format_datetime(NOW + timedelta(seconds=seconds), usegmt=True)
-    assert parse_retry_after(date, NOW) == seconds
-
-
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "nan", "inf", "Mon, 99 Foo 2026"])
-def test_retry_after_unusable(value: str | None) -> None:
-    assert parse_retry_after(value, NOW) is None
-
-
-def test_retry_after_date_in_the_past_is_zero() -> None:
-    past = format_datetime(NOW - timedelta(minutes=5), usegmt=True)
-    assert parse_retry_after(past, NOW) == 0
-
-
-@pytest.mark.parametrize(("status", "expected"), [
-    (200, Status.DELIVERED), (201, Status.DELIVERED), (202, Status.DELIVERED),
-    (204, Status.DELIVERED), (299, Status.DELIVERED),
-    (410, Status.GONE),
-    (429, Status.RETRY), (503, Status.RETRY), (408, Status.RETRY), (425, Status.RETRY),
-    (500, Status.RETRY), (502, Status.RETRY), (504, Status.RETRY), (507, Status.RETRY),
-    (599, Status.RETRY),
-    (301, Status.FAILED), (302, Status.FAILED), (307, Status.FAILED), (308, Status.FAILED),
-    (400, Status.FAILED), (401, Status.FAILED), (403, Status.FAILED), (404, Status.FAILED),
-    (405, Status.FAILED), (413, Status.FAILED), (422, Status.FAILED), (100, Status.FAILED),
-    (600, Status.FAILED),
-])
-def test_classify(status: int, expected: Status) -> None:
-    outcome = classify(status, {}, now=NOW)
-    assert outcome.status is expected
-    assert outcome.http_status == status
-    assert outcome.final is (expected is not Status.RETRY)
-
-
-def test_classify_honours_retry_after_on_429_and_503_only() -> None:
-    assert classify(429, {"Retry-After": "7"}, now=NOW).retry_after_s == 7
-    date = format_datetime(NOW + timedelta(seconds=90), usegmt=True)
-    assert classify(503, {"Retry-After": date}, now=NOW).retry_after_s == 90
-    assert classify(500, {"Retry-After": "7"}, now=NOW).retry_after_s is None
-    assert "redirect" in classify(302, {}, now=NOW).detail
-    assert "410" in classify(410, {}, now=NOW).detail
-
-
-# --- SSRF address policy ---------------------------------------------------------------------
-
-FORBIDDEN = ["127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-             "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "239.1.2.3",
-             "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fe80::1%eth0",
-             "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-             "64:ff9b::7f00:1", "2002:7f00:1::1", "not-an-ip"]
-PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
-
-
-@pytest.mark.parametrize("ip", FORBIDDEN)
-def test_non_public_addresses_are_forbidden(ip: str) -> None:
-    assert is_forbidden(ip)
-    assert is_forbidden(ip, ["8.8.8.0/24"])
-
-
-@pytest.mark.parametrize("ip", PUBLIC)
-def test_public_addresses_are_allowed(ip: str) -> None:
-    assert not is_forbidden(ip)
-
-
-@given(st.ip_addresses(network="127.0.0.0/8") | st.ip_addresses(network="10.0.0.0/8")
-       | st.ip_addresses(network="192.168.0.0/16") | st.ip_addresses(network="169.254.0.0/16"))
-def test_private_ipv4_and_its_mapped_form_open_only_when_allowed(ip: ipaddress.IPv4Address
-                                                                 ) -> None:
-    mapped = ipaddress.IPv6Address(f"::ffff:{ip}")
-    assert is_forbidden(ip) and is_forbidden(mapped)
-    net = f"{ip}/32"
-    assert not is_forbidden(ip, [net]) and not is_forbidden(mapped, [net])
-    assert not is_forbidden(str(ip), ["0.0.0.0/0"])
-
-
-def test_allowed_networks_of_the_other_family_do_not_open() -> None:
-    assert is_forbidden("::1", ["127.0.0.0/8"])
-    assert not is_forbidden("::1", ["::1/128"])
-    assert is_forbidden("10.0.0.1", ["::/0"])
 
 
 # --- webhook options --------------------------------------------------------------------------
