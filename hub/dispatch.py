@@ -67,6 +67,7 @@ class Dispatcher:
         self._clock = clock
         self._draw = draw
         self._pending_records: list[tuple[bytes, bytes]] = []
+        self._records_lost = 0  # attempt records lost in a row (the broker is away)
 
     async def deliver(self, subscription: str, event: Event, attempt: int = 1, *,
                       replayed: bool = False) -> Status | None:
@@ -159,12 +160,12 @@ class Dispatcher:
     def _flush_records(self) -> None:
         records, self._pending_records = self._pending_records, []
         task = asyncio.ensure_future(self._send_records(records))
-        task.add_done_callback(_ignore_result)
+        task.add_done_callback(self._record_sent)
 
     async def _send_records(self, records: list[tuple[bytes, bytes]]) -> None:
         for key, value in records:
             future = await self._producer.send(self.topics.deliveries, key=key, value=value)
-            future.add_done_callback(_ignore_result)
+            future.add_done_callback(self._record_sent)
 
     async def _dead(self, subscription: str, event: Event, attempts: int, outcome: Outcome,
                     reason: str) -> None:
@@ -178,18 +179,35 @@ class Dispatcher:
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
         """Publish and wait for the acknowledgement; retried until it succeeds (never lost)."""
-        delay = 0.5
+        delay, failures = 0.5, 0
         while True:
             try:
                 await (await self._producer.send(topic, key=key, value=value))
-                return
             except KafkaError as exc:
-                log.error("delivery.bus_error", topic=topic, error=repr(exc), retry_in_s=delay)
+                failures += 1
+                if failures == 1:  # once per outage, not once per retry
+                    log.error("delivery.bus_error", topic=topic, error=repr(exc),
+                              action="retrying until the broker acknowledges; the offset waits")
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, 5)  # resume within seconds once the broker is back
+                continue
+            if failures:
+                log.info("delivery.bus_resumed", topic=topic, failed_attempts=failures)
+            return
 
-
-def _ignore_result(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("delivery.attempt_record_lost", error=repr(task.exception()))
+    def _record_sent(self, sent: asyncio.Future[Any]) -> None:
+        """An attempt record's acknowledgement (or the failure to send it): lost records are
+        logged once until one is acknowledged again."""
+        if sent.cancelled():
+            return
+        if sent.exception() is None:
+            if self._records_lost:
+                log.info("delivery.attempt_records_resumed", lost=self._records_lost)
+                self._records_lost = 0
+            return
+        self._records_lost += 1
+        if self._records_lost == 1:
+            log.warning("delivery.attempt_record_lost", error=repr(sent.exception()),
+                        action="the attempt log misses records until the broker takes them "
+                               "again; deliveries go on")
 
