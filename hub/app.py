@@ -20,7 +20,7 @@ from hub.detector import Detector, EventSink
 from hub.embedded import EmbeddedBroker
 from hub.journal import Journal
 from hub.leader import LeaderElection
-from hub.leadership import lead
+from hub.leadership import STOP_PATIENCE_S, lead
 from hub.metrics import Metrics
 from hub.source import RegistrySource, redact_uri
 from hub.substore import SubscriptionStore
@@ -118,10 +118,11 @@ class Hub:
     async def run(self) -> None:
         """Run every role until :meth:`stop`, then shut down in order."""
         async with asyncio.TaskGroup() as group:
+            detecting = None
             if self.detector is not None and self.election is not None:
                 group.create_task(lead(self.election, self.detector, self._stopping))
             elif self.detector is not None:
-                group.create_task(self.detector.run())
+                detecting = group.create_task(self.detector.run())
             if self.worker is not None:
                 group.create_task(self.worker.run())
             if self.store is not None:
@@ -133,6 +134,9 @@ class Hub:
                 self.store.stop()
             if self.worker is not None:
                 self.worker.stop()
+            if detecting is not None:  # as lead() does: a round cut short is repeated
+                await asyncio.wait({detecting}, timeout=STOP_PATIENCE_S)
+                detecting.cancel()
 
     def stop(self) -> None:
         self._stopping.set()

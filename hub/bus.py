@@ -77,6 +77,26 @@ async def create_missing(admin: AIOKafkaAdminClient, config: KafkaConfig,
     return [t.name for t in missing]
 
 
+CLOSE_TIMEOUT_S = 1.0
+"""How long closing one Kafka client may take (flushing, leaving its group) before it is let
+go: a broker that is away must not hold up a shutdown."""
+
+
+async def close_client(client: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """``client.stop()``, bounded by ``timeout_s``. While the broker is away, aiokafka can
+    raise the CancelledError of its own fetch tasks from ``stop()``: not a cancellation of
+    the caller, so it does not propagate (a real one does)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.stop()
+    except TimeoutError:
+        log.debug("bus.close_timeout", client=type(client).__name__, after_s=timeout_s)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **connection_options(config, bootstrap_servers),
@@ -132,7 +152,7 @@ class Publisher:
     async def aclose(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await close_client(producer)
 
     async def publish(self, events: list[Event]) -> None:
         """Send in order and wait for every acknowledgement; raise BusError if any failed.

@@ -26,7 +26,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from hub.bus import TopicSpec, connection_options, ensure_topics, read_to_end, start_producer
+from hub.bus import (
+    TopicSpec,
+    close_client,
+    connection_options,
+    ensure_topics,
+    read_to_end,
+    start_producer,
+)
 from hub.config import KafkaConfig
 from hub.errors import BusError
 from hub.snapshot import ModelState, Snapshot
@@ -83,9 +90,9 @@ class KafkaCheckpoint:
         producer, self._producer = self._producer, None
         probe, self._probe = self._probe, None
         if producer is not None:
-            await producer.stop()
+            await close_client(producer)
         if probe is not None:
-            await probe.stop()
+            await close_client(probe)
 
     async def lost(self) -> bool:
         """True when the broker lost what this process wrote or read here: the topic ends

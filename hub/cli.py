@@ -9,6 +9,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,9 @@ from hub.ready import report_readiness
 log = structlog.get_logger("hub.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+SHUTDOWN_SLACK_S = 5.0
+"""SIGTERM stops the hub within ``delivery.grace_period_s`` plus this, whatever the broker
+does (see :func:`_watchdog`)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,26 +116,52 @@ def _run(coro: object) -> int:
         return EXIT_FAILURE
 
 
+def _watchdog(deadline_s: float) -> threading.Timer:
+    """End the process ``deadline_s`` from now, whether or not the orderly shutdown is done.
+
+    Every step of it is bounded, but closing a Kafka client waits for a broker that may not
+    answer. Nothing is lost when this fires: what was not committed is delivered again after
+    the restart, with the same ids. A thread, so that it fires even if the loop is stuck."""
+    def cut_short() -> None:
+        log.warning("hub.stop_cut_short", after_s=deadline_s,
+                    action="exiting now; what was not committed is delivered again on restart")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FAILURE)
+
+    timer = threading.Timer(deadline_s, cut_short)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 async def _serve(config: HubConfig, roles: Roles, started: float) -> int:
     loop = asyncio.get_running_loop()
-    async with Hub(config, roles) as hub:
-        signals = 0
+    watchdog: threading.Timer | None = None
+    try:
+        async with Hub(config, roles) as hub:
+            signals = 0
 
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                log.warning("hub.forced_exit")
-                raise SystemExit(EXIT_FAILURE)
-            log.info("hub.stopping", grace_period_s=config.delivery.grace_period_s)
-            hub.stop()
+            def on_signal() -> None:
+                nonlocal signals, watchdog
+                signals += 1
+                if signals > 1:
+                    log.warning("hub.forced_exit")
+                    raise SystemExit(EXIT_FAILURE)
+                grace = config.delivery.grace_period_s
+                log.info("hub.stopping", grace_period_s=grace)
+                watchdog = _watchdog(grace + SHUTDOWN_SLACK_S)
+                hub.stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        readiness = asyncio.create_task(report_readiness(hub, started=started))
-        try:
-            await hub.run()
-        finally:
-            readiness.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+            readiness = asyncio.create_task(report_readiness(hub, started=started))
+            try:
+                await hub.run()
+            finally:
+                readiness.cancel()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     log.info("hub.stopped")
     return EXIT_OK

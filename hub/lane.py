@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from hub.bus import new_group_consumer
+from hub.bus import close_client, new_group_consumer
 from hub.codec import decode
 from hub.config import DeliveryConfig, KafkaConfig
 from hub.dispatch import Dispatcher
@@ -70,12 +70,12 @@ class _Rebalance(ConsumerRebalanceListener):
                         action="the broker lost them (it came back empty?): starting over")
         if self._started_ms is None or not fresh:
             return
+        # the end as it was *before* the search: a record published meanwhile (the detector
+        # publishes at once on a topic that was just re-created) is read, not skipped
+        ends = await self._consumer.end_offsets(fresh)
         found = await self._consumer.offsets_for_times({tp: self._started_ms for tp in fresh})
         for tp in fresh:
-            if found.get(tp) is None:
-                await self._consumer.seek_to_end(tp)
-            else:
-                self._consumer.seek(tp, found[tp].offset)
+            self._consumer.seek(tp, ends[tp] if found.get(tp) is None else found[tp].offset)
 
 
 class SubscriptionLane:
@@ -173,7 +173,7 @@ class SubscriptionLane:
         finally:
             for task in self._tasks:
                 task.cancel()
-            await consumer.stop()
+            await close_client(consumer)
             log.info("delivery.lane_stopped", subscription=self.name)
 
     def _take(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -269,10 +269,11 @@ class SubscriptionLane:
         if not assigned:
             return
         try:
-            ends = await consumer.end_offsets(assigned)
-            lag = 0
-            for tp in assigned:
-                lag += max(0, ends[tp] - await consumer.position(tp))
-        except KafkaError:
+            async with asyncio.timeout(2):  # the broker may be away: the lane goes on
+                ends = await consumer.end_offsets(assigned)
+                lag = 0
+                for tp in assigned:
+                    lag += max(0, ends[tp] - await consumer.position(tp))
+        except (KafkaError, TimeoutError):
             return
         self._metrics.consumer_lag.labels(self.group_id).set(lag)

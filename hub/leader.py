@@ -57,7 +57,7 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.errors import KafkaError
 
-from hub.bus import TopicSpec, ensure_topics, new_group_consumer, new_producer
+from hub.bus import TopicSpec, close_client, ensure_topics, new_group_consumer, new_producer
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import BusError
 from hub.events import Event
@@ -244,9 +244,9 @@ class LeaderElection:
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         if consumer is not None:
-            await consumer.stop()
+            await close_client(consumer)
         if producer is not None:
-            await producer.stop()
+            await close_client(producer)
         log.info("leader.left", group=self.group_id, identity=self.identity)
 
     # -- what callers use --

@@ -17,6 +17,11 @@ from hub.leader import LeaderElection
 
 log = structlog.get_logger(__name__)
 
+STOP_PATIENCE_S = 2.0
+"""On shutdown, how long a detection round may take to finish before it is cancelled (on a
+lost leadership it is ``handover_timeout_s``). A round cut short is not checkpointed: the
+next leader, or the next start, repeats it with the same ids."""
+
 
 class Detectable(Protocol):
     """What :func:`lead` needs from :class:`hub.detector.Detector`."""
@@ -35,9 +40,10 @@ async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio
 
     On each acquisition the detector forgets its in-memory state, so its first poll reloads
     the checkpoint the previous leader left in Kafka (or, if the broker lost it, writes back
-    the state it had set aside). On loss (or ``stopping``) the detector
-    is stopped and its loop awaited (cancelled after ``election.handover_timeout_s``) before
-    the election is told it may hand over.
+    the state it had set aside). On loss (or ``stopping``) the detector is stopped and its
+    loop awaited (cancelled after ``election.handover_timeout_s``, or ``STOP_PATIENCE_S`` on
+    shutdown: a broker outage must not hold up SIGTERM) before the election is told it may
+    hand over.
     """
     while not stopping.is_set():
         if not await _first(election.wait_until_leader(), stopping):
@@ -50,7 +56,10 @@ async def lead(election: LeaderElection, detector: Detectable, stopping: asyncio
             await _first(election.wait_until_lost(), stopping, run)
         finally:
             detector.stop()
-            done, _ = await asyncio.wait({run}, timeout=election.handover_timeout_s)
+            patience = election.handover_timeout_s
+            if stopping.is_set():
+                patience = min(patience, STOP_PATIENCE_S)
+            done, _ = await asyncio.wait({run}, timeout=patience)
             if not done:
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
@@ -79,4 +88,4 @@ async def _first(awaitable: Awaitable[None], stopping: asyncio.Event,
     return False
 
 
-__all__ = ["Detectable", "lead"]
+__all__ = ["STOP_PATIENCE_S", "Detectable", "lead"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from hub.bus import new_group_consumer
+from hub.bus import close_client, new_group_consumer
 from hub.config import DeliveryConfig, KafkaConfig
 from hub.dispatch import Dispatcher
 from hub.jobs import Job
@@ -108,7 +108,7 @@ class RetryScheduler:
         finally:
             for task in self._tasks:
                 task.cancel()
-            await consumer.stop()
+            await close_client(consumer)
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
         assignment = consumer.assignment()

@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from hub.bus import TopicSpec, connection_options, ensure_topics, new_producer
+from hub.bus import TopicSpec, close_client, connection_options, ensure_topics, new_producer
 from hub.config import HubConfig, SubscriptionConfig
 from hub.envrefs import REFUSAL, fields_with_references
 from hub.errors import BusError, ConfigError, PluginError
@@ -117,7 +117,7 @@ class SubscriptionStore:
         self.stop()
         for client in (self._consumer, self._producer):
             if client is not None:
-                await client.stop()
+                await close_client(client)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from hub.bus import TopicSpec, ensure_topics, start_producer
+from hub.bus import TopicSpec, close_client, ensure_topics, start_producer
 from hub.config import HubConfig, SubscriptionConfig
 from hub.dispatch import Dispatcher, Topics
 from hub.http import HttpClients
@@ -90,7 +90,7 @@ class DeliveryWorker:
         try:
             await ensure_hub_topics(self._config, self._bootstrap)
             self._producer = await start_producer(self._config.kafka, self._bootstrap)
-            self._stack.push_async_callback(self._producer.stop)
+            self._stack.push_async_callback(close_client, self._producer)
             http = await self._stack.enter_async_context(
                 HttpClients(allowed_networks=self._config.delivery.allowed_networks))
             self._source = await self._stack.enter_async_context(
