@@ -1,9 +1,11 @@
-"""The broker goes away and comes back empty while registry changes stream: nothing is lost.
+"""The broker goes away and comes back (with its data, or empty) while registry changes stream:
+nothing is lost.
 
 ``python -m hub run`` as a real process, with leader election on (the default on a
 non-embedded broker), a webhook subscription to a real receiver, and a Tansu broker on a
-fixed port that the test kills and restarts. Tansu keeps its data in memory, so the broker
-that comes back is empty: no topics, no committed offsets, no checkpoint, no election.
+fixed port that the test first freezes (SIGSTOP: it comes back with its data), then kills
+and restarts. Tansu keeps its data in memory, so the broker that comes back from the kill
+is empty: no topics, no committed offsets, no checkpoint, no election.
 
 * every change made before, during and after the outage reaches the receiver (duplicates
   only with the same ``webhook-id``);
@@ -112,6 +114,70 @@ def _warnings(lines: list[str]) -> list[str]:
     return [line for line in lines if _LEVEL.search(line)]
 
 
+@dataclass
+class Outage:
+    """One broker outage while changes stream, as the test saw it."""
+
+    name: str
+    outage_s: float = 0.0
+    ready_after_s: float = 0.0  # from the broker's return to /readyz 200
+    recovered_s: float = 0.0  # from the broker's return to every change at the receiver
+    readyz_503: list[str] = field(default_factory=list)  # the checks that failed
+    warnings: list[str] = field(default_factory=list)  # hub lines at WARNING+ meanwhile
+
+    def figures(self, changes: Changes) -> dict[str, Any]:
+        return {"outage_s": self.outage_s, "ready_after_s": self.ready_after_s,
+                "recovered_s": self.recovered_s, "readyz_503": self.readyz_503,
+                "warnings": len(self.warnings),
+                "made": {p: len(n) for p, n in changes.made.items()
+                         if p.startswith(self.name)}}
+
+
+async def _outage(name: str, begin: Callable[[], None], end: Callable[[], None],
+                  hub: HubProcess, admin_url: str, changes: Changes,
+                  receiver: Receiver) -> Outage:
+    """``begin()`` the outage while changes keep coming, until /readyz says 503 and the
+    leadership is lost; ``end()`` it; keep changing until /readyz is 200 again; then every
+    change made so far must reach the receiver."""
+    seen = Outage(name)
+    lost_before = _count(hub, "leader.lost")
+    begin()
+    began_at = time.monotonic()
+    first_line = len(hub.lines("stderr"))
+
+    async def observed() -> bool:
+        await changes.make(f"{name}-during")
+        status, body = await _readyz(admin_url)
+        if status == 503 and not seen.readyz_503:
+            seen.readyz_503 = body["failed"]
+        return (bool(seen.readyz_503) and len(changes.made[f"{name}-during"]) >= OUTAGE_CHANGES
+                and _count(hub, "leader.lost") > lost_before)
+
+    await _poll(f"/readyz 503 and a lost leadership ({name})", observed, 60, hub)
+    end()
+    back_at = time.monotonic()
+    seen.outage_s = round(back_at - began_at, 1)
+    seen.warnings = _warnings(hub.lines("stderr")[first_line:])
+
+    async def ready_again() -> bool:
+        await changes.make(f"{name}-after")
+        return (await _readyz(admin_url))[0] == 200
+
+    await _poll(f"/readyz 200 after the outage ({name})", ready_again, RECOVERY_TIMEOUT_S,
+                hub)
+    seen.ready_after_s = round(time.monotonic() - back_at, 1)
+    for _ in range(5):
+        await changes.make(f"{name}-after")
+
+    async def all_delivered() -> bool:
+        return not _missing(receiver, changes)
+
+    await _poll(f"every change at the receiver ({name})", all_delivered, RECOVERY_TIMEOUT_S,
+                hub, detail=lambda: f"missing: {sorted(_missing(receiver, changes))}")
+    seen.recovered_s = round(time.monotonic() - back_at, 1)
+    return seen
+
+
 async def test_broker_lost_and_back_empty_loses_no_change(
     tmp_path: Path, broker: Broker, start_hub: Callable[..., HubProcess],
 ) -> None:
@@ -120,7 +186,6 @@ async def test_broker_lost_and_back_empty_loses_no_change(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     changes = Changes(client, f"loss-{uuid.uuid4().hex[:6]}")
-    figures: dict[str, Any] = {}
 
     async with running_receiver() as receiver:
         config = tmp_path / "hub.yaml"
@@ -144,9 +209,8 @@ async def test_broker_lost_and_back_empty_loses_no_change(
         assert admin, ready
         admin_url = admin.group(1)
 
-
         async def baseline_taken() -> bool:
-            return _logged(hub, "detector.baseline")
+            return _count(hub, "detector.baseline") > 0
 
         await _poll("the elected detector's baseline", baseline_taken, 30, hub)
 
@@ -157,49 +221,15 @@ async def test_broker_lost_and_back_empty_loses_no_change(
         async def before_delivered() -> bool:
             return not _missing(receiver, changes)
 
-        await _poll("the changes made before the outage", before_delivered, 60, hub,
+        await _poll("the changes made before the outages", before_delivered, 60, hub,
                     detail=lambda: f"missing: {sorted(_missing(receiver, changes))}")
 
-        # during: the broker is gone; changes keep coming
-        broker.kill()
-        killed_at = time.monotonic()
-        stderr_at_kill = len(hub.lines("stderr"))
-        seen_503: list[dict[str, Any]] = []
-
-        async def outage_observed() -> bool:
-            await changes.make("during")
-            status, body = await _readyz(admin_url)
-            if status == 503:
-                seen_503.append(body)
-            during = len(changes.made["during"])
-            return bool(seen_503) and during >= OUTAGE_CHANGES and _logged(hub, "leader.lost")
-
-        await _poll("/readyz 503 and a lost leadership", outage_observed, 60, hub)
-
-        # after: the broker is back, empty; changes keep coming until the hub is ready again
-        broker.start()
-        back_at = time.monotonic()
-        figures["outage_s"] = round(back_at - killed_at, 1)
-        outage_lines = hub.lines("stderr")[stderr_at_kill:]
-
-        async def ready_again() -> bool:
-            await changes.make("after")
-            status, _ = await _readyz(admin_url)
-            return status == 200
-
-        await _poll("/readyz 200 after the outage", ready_again, RECOVERY_TIMEOUT_S, hub)
-        figures["ready_after_s"] = round(time.monotonic() - back_at, 1)
-        for _ in range(5):
-            await changes.make("after")
-
-        async def all_delivered() -> bool:
-            return not _missing(receiver, changes)
-
-        await _poll("every change at the receiver", all_delivered, RECOVERY_TIMEOUT_S, hub,
-                    detail=lambda: f"missing: {sorted(_missing(receiver, changes))}")
-        figures["recovered_s"] = round(time.monotonic() - back_at, 1)
-        status, body = await _readyz(admin_url)
-        assert status == 200, body
+        # a broker that stops answering and comes back with its data (a partition, a pause)
+        frozen = await _outage("frozen", broker.freeze, broker.thaw, hub, admin_url, changes,
+                               receiver)
+        # a broker that dies and comes back empty (memory storage; a re-created cluster)
+        emptied = await _outage("emptied", broker.kill, broker.start, hub, admin_url, changes,
+                                receiver)
 
         hits = receiver.delivered("/ok")
         assert all(h.verified for h in hits)
@@ -209,17 +239,18 @@ async def test_broker_lost_and_back_empty_loses_no_change(
             by_change.setdefault(_model_of(h), set()).add(h.headers["webhook-id"])
         assert all(len(i) == 1 for i in by_change.values()), \
             f"a change was delivered under two ids: {by_change}"
-        warnings = _warnings(outage_lines)
-        figures |= {
-            "made": {phase: len(c) for phase, c in changes.made.items()},
+        figures = {
+            "made": {phase: len(names) for phase, names in changes.made.items()},
             "delivered": len(hits), "distinct": len(ids),
             "duplicates": sum(n - 1 for n in ids.values()),
-            "warnings_during_outage": len(warnings),
-            "readyz_503": seen_503[0]["failed"],
+            "frozen": frozen.figures(changes), "emptied": emptied.figures(changes),
         }
-        print("\nbroker loss figures:", json.dumps(figures), "\n" + "\n".join(warnings))
-        # one line per state change (broker lost, leadership lost, ...), not per retry
-        assert len(warnings) <= 20, "\n".join(warnings)
+        print("\nbroker loss figures:", json.dumps(figures))
+        for outage in (frozen, emptied):
+            print(f"--- WARNING+ lines during the {outage.name} outage\n"
+                  + "\n".join(outage.warnings))
+            # one line per state change (broker lost, leadership lost, ...), not per retry
+            assert len(outage.warnings) <= 20, "\n".join(outage.warnings)
 
         # SIGTERM during an outage stops the hub within the grace period + a few seconds
         broker.kill()
@@ -227,7 +258,7 @@ async def test_broker_lost_and_back_empty_loses_no_change(
         async def not_ready() -> bool:
             return (await _readyz(admin_url))[0] == 503
 
-        await _poll("/readyz 503 in the second outage", not_ready, 30, hub)
+        await _poll("/readyz 503 in the last outage", not_ready, 30, hub)
         started = time.monotonic()
         code = hub.terminate(timeout_s=GRACE_S + STOP_SLACK_S)
         stopped_s = time.monotonic() - started
@@ -236,6 +267,6 @@ async def test_broker_lost_and_back_empty_loses_no_change(
         assert code == 0, hub.dump()
 
 
-def _logged(hub: HubProcess, event: str) -> bool:
+def _count(hub: HubProcess, event: str) -> int:
     pattern = re.compile(rf"\]\s+{re.escape(event)}(\s|$)")
-    return any(pattern.search(line) for line in hub.lines("stderr"))
+    return sum(1 for line in hub.lines("stderr") if pattern.search(line))

@@ -1,9 +1,12 @@
 """A Tansu broker on a fixed port that a test can kill and start again. Tansu keeps its data
-in memory: the broker that comes back is empty (no topics, no offsets, no groups), like a
-Kafka cluster re-created at the same address."""
+in memory: the broker that comes back after a kill is empty (no topics, no offsets, no
+groups), like a Kafka cluster re-created at the same address. A frozen one (SIGSTOP) comes
+back with its data, like a broker behind a network partition."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +32,18 @@ class Broker:
             self._proc.wait()
             self._proc = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker stops answering, connections hang; it keeps its data."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None:
+            self.thaw()
             stop_process(self._proc)
             self._proc = None
 
