@@ -76,7 +76,8 @@ class DetectorConfig(Section):
     backoff_initial_s: float = Field(1, gt=0)
     """First wait after a failed scan or publish; doubles on each failure..."""
     backoff_max_s: float = Field(60, gt=0)
-    """...up to this."""
+    """...up to this, and never beyond the poll interval (or 5 s, if that is longer): an
+    outage of MLflow or Kafka ends at most that long before detection resumes."""
 
 
 class KafkaConfig(Section):
