@@ -4,7 +4,6 @@ the ``registry_hub.handlers`` entry point, validated at start-up, and run end to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
 from hub.worker import ensure_hub_topics
+from tests.support.wait import eventually
 
 PLUGIN_SRC = Path(__file__).parents[1] / "plugins" / "example_plugin"
 pytestmark = pytest.mark.timeout(180)
@@ -112,15 +112,13 @@ async def test_plugin_runs_end_to_end_through_the_broker(
         await publisher.publish(events)
 
     proc = start_deliver(config_file, plugin_path)
+    def written() -> list[dict[str, object]]:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        return [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        lines: list[dict[str, object]] = []
-        while len(lines) < 2:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert asyncio.get_running_loop().time() < deadline, f"got {lines}"
-            await asyncio.sleep(0.1)
-            if out.exists():
-                lines = [json.loads(x) for x in out.read_text().splitlines()]
+        lines = await eventually(written, lambda got: len(got) >= 2,
+                                 what="two lines from the plugin", timeout_s=60)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)

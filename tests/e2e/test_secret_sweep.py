@@ -47,6 +47,7 @@ from hub.embedded import free_port
 from hub.signing import mlflow_headers
 from tests.support.hub_process import STARTUP_TIMEOUT_S, HubProcess, clean_env
 from tests.support.receiver import Receiver, running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -141,17 +142,6 @@ async def _read_all(bootstrap: str, prefix: str) -> dict[str, list[str]]:
         return texts
     finally:
         await consumer.stop()
-
-
-async def _eventually(probe: Any, check: Any, what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: condition not met; last value: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 async def _check_config(tmp_path: Path, name: str, config: dict[str, Any],
@@ -352,8 +342,8 @@ async def test_marker_secrets_never_leave_through_logs_api_errors_or_topics(
                     else set()
 
             try:
-                await _eventually(dead, lambda got: names <= got,
-                                  "a dead letter per subscription")
+                await eventually(dead, lambda got: names <= got,
+                                 what="a dead letter per subscription", timeout_s=60)
             except AssertionError as exc:
                 problems.append(str(exc))
             await api("POST", "/api/subscriptions/hook-runtime/test")

@@ -14,9 +14,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,91 +30,18 @@ from yarl import URL
 from hub.admin import AdminServer
 from hub.app import Hub, Roles
 from hub.client import HubClient, HubClientError
-from hub.config import HubConfig, load_config
+from hub.config import load_config
 from hub.embedded import free_port
-from hub.events import Event
 from hub.substore import SubscriptionStore, store_topic
-from tests.integration.test_delivery import publish, webhook
+from tests.support.admin import ADMIN_TOKEN, Api, admin_config, running_hub, transition
+from tests.support.delivery import publish, webhook
 from tests.support.receiver import SECRET, Receiver, running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
-ADMIN_TOKEN = "admin-token-" + uuid.uuid4().hex
 HOOK_TOKEN = "hook-token-" + uuid.uuid4().hex
 SECRETS = (ADMIN_TOKEN, HOOK_TOKEN, SECRET)
-
-
-def admin_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
-                 **overrides: Any) -> HubConfig:
-    return HubConfig(**{
-        "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3,
-                  "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
-        "delivery": {"retry_schedule_s": [0.1], "jitter": 0, "start_from": "earliest",
-                     "allowed_networks": ["127.0.0.0/8"], "grace_period_s": 2},
-        "admin": {"host": "127.0.0.1", "port": 0, "token": ADMIN_TOKEN},
-        "subscriptions": subscriptions,
-        **overrides,
-    })
-
-
-def transition(n: int, to_stage: str, model: str = "iris") -> Event:
-    return Event(id=f"evt-{n}", type="model_version.stage_transitioned", model=model,
-                 version=str(n), time=datetime.now(UTC), source="http://mlflow",
-                 data={"model_name": model, "version": str(n), "from_stage": "None",
-                       "to_stage": to_stage, "tags": {}, "aliases": []})
-
-
-@asynccontextmanager
-async def running_hub(config: HubConfig
-                      ) -> AsyncIterator[tuple[Hub, SubscriptionStore, AdminServer]]:
-    """What ``registry-hub deliver`` composes (hub → worker → store → admin), running."""
-    async with Hub(config, Roles(detect=False)) as hub:
-        assert hub.worker is not None and hub.store is not None and hub.admin is not None
-        run = asyncio.create_task(hub.run())
-        try:
-            await hub.worker.wait_ready()
-            yield hub, hub.store, hub.admin
-        finally:
-            hub.stop()
-            await asyncio.wait_for(run, 30)
-
-
-class Api:
-    """Raw HTTP calls that remember every response body (to look for leaked secrets)."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http, self.url, self.bodies = http, url, []  # type: ignore[var-annotated]
-
-    async def __call__(self, method: str, path: str, body: Any = None, *,
-                       token: str | None = ADMIN_TOKEN, raw: bytes | None = None
-                       ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        if method in ("POST", "PUT", "PATCH"):
-            headers["Content-Type"] = "application/json"
-        async with self.http.request(method, self.url + path, data=data,
-                                     headers=headers) as resp:
-            text = await resp.text()
-        self.bodies.append(text)
-        return resp.status, json.loads(text) if text else None
-
-    async def client(self, client: HubClient, call: Callable[..., Any], *args: Any,
-                     **kwargs: Any) -> Any:
-        result = await asyncio.to_thread(call, *args, **kwargs)
-        self.bodies.append(json.dumps(result))
-        return result
-
-
-async def eventually(probe: Callable[[], Any], check: Callable[[Any], bool],
-                     timeout_s: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met; last value: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -313,23 +239,17 @@ async def test_dead_letters_replay_and_a_restarted_hub(
             watch = asyncio.create_task(restarted.watch())
             assert (await api("PATCH", "/api/subscriptions/flaky", {"enabled": False}))[0] \
                 == 200
-            await eventually(_value(lambda: restarted.subscriptions["flaky"].enabled),
+            await eventually(lambda: restarted.subscriptions["flaky"].enabled,
                              lambda enabled: enabled is False)
             assert "flaky" not in hub.worker.lanes  # disabled here too
             assert (await api("DELETE", "/api/subscriptions/flaky"))[0] == 204
-            await eventually(_value(lambda: "flaky" in restarted.subscriptions),
+            await eventually(lambda: "flaky" in restarted.subscriptions,
                              lambda present: present is False)
             restarted.stop()
             await asyncio.wait_for(watch, 10)
 
     for body in api.bodies:
         assert SECRET not in body and ADMIN_TOKEN not in body
-
-
-def _value(read: Callable[[], Any]) -> Callable[[], Any]:
-    async def probe() -> Any:
-        return read()
-    return probe
 
 
 async def test_config_file_names_win_over_runtime_records(

@@ -5,64 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
 from hub.replay import dead_letters, replay_dead_letters, replay_events
-from hub.worker import DeliveryWorker, ensure_hub_topics
+from tests.support.delivery import delivery_config, event, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
-from tests.support.receiver import SECRET, Receiver, running_receiver
+from tests.support.receiver import Receiver, running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def delivery_config(bootstrap: str, topic: str, subscriptions: list[dict[str, Any]],
-                    schedule: list[float] | None = None) -> HubConfig:
-    return HubConfig(
-        kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3,
-               "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
-        delivery={"retry_schedule_s": [0.2, 0.2] if schedule is None else schedule,
-                  "jitter": 0, "allowed_networks": ["127.0.0.0/8"], "start_from": "earliest",
-                  "grace_period_s": 2},
-        subscriptions=subscriptions,
-    )
-
-
-def webhook(name: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "handler": "webhook", "url": url, "secret": SECRET,
-            "timeout_s": extra.pop("timeout_s", 2), **extra}
-
-
-def event(n: int, model: str = "iris", type_: str = "model_version.created") -> Event:
-    return Event(id=f"evt-{n}", type=type_, model=model, version=str(n),
-                 time=datetime.now(UTC), source="http://mlflow",
-                 data={"model_name": model, "version": str(n), "tags": {}})
-
-
-async def publish(config: HubConfig, events: list[Event]) -> None:
-    await ensure_hub_topics(config, config.kafka.bootstrap_servers)
-    async with Publisher(config.kafka, config.kafka.bootstrap_servers,
-                         config.kafka.topic) as publisher:
-        await publisher.publish(events)
-
-
-@asynccontextmanager
-async def running_worker(config: HubConfig) -> AsyncIterator[DeliveryWorker]:
-    async with DeliveryWorker(config, config.kafka.bootstrap_servers) as worker:
-        task = asyncio.create_task(worker.run())
-        try:
-            await worker.wait_ready()
-            yield worker
-        finally:
-            worker.stop()
-            await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
@@ -141,11 +97,9 @@ async def test_exhausted_retries_dead_letter_and_replay_delivers(
 
 
 async def _until_delivered(config: HubConfig, bootstrap: str, event_id: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    while [d.state for d in await dead_letters(config, bootstrap, event_id=event_id)] \
-            != ["delivered"]:
-        assert asyncio.get_running_loop().time() < deadline, f"{event_id} never delivered"
-        await asyncio.sleep(0.1)
+    await eventually(lambda: dead_letters(config, bootstrap, event_id=event_id),
+                     lambda letters: [d.state for d in letters] == ["delivered"],
+                     what=f"{event_id} delivered after its replay")
 
 
 async def test_gone_endpoint_stops_and_dead_letters_later_events(

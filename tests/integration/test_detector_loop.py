@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,18 +19,11 @@ from hub.config import HubConfig
 from hub.errors import BusError
 from hub.events import Event
 from hub.snapshot import ModelState
-from tests.integration.test_detector_workflow import hub_config
+from tests.support.detector import hub_config
 from tests.support.kafka_reader import read_topic
+from tests.support.wait import eventually, until
 
 pytestmark = pytest.mark.timeout(240)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
 
 
 class Running:
@@ -46,7 +38,7 @@ class Running:
         self.task = asyncio.create_task(self.hub.run())
         assert self.hub.detector is not None
         detector = self.hub.detector
-        await wait_for(lambda: detector.state is not None, what="baseline")
+        await until(lambda: detector.state is not None, "baseline")
         return self.hub
 
     async def __aexit__(self, *exc: object) -> None:
@@ -121,10 +113,10 @@ async def test_mlflow_outage_emits_nothing_and_resumes(
         detector = hub.detector
         assert detector is not None
         server.stop()
-        await wait_for(lambda: detector.consecutive_failures >= 3, what="failed scans")
+        await until(lambda: detector.consecutive_failures >= 3, "failed scans")
         assert (await read_topic(kafka_bootstrap, topic_name, settle_s=0.3)) == []
         server.start()
-        await wait_for(lambda: detector.consecutive_failures == 0, what="recovery")
+        await until(lambda: detector.consecutive_failures == 0, "recovery")
         client.create_model_version("kept", source="s3://bucket/k2")
         records = await read_topic(kafka_bootstrap, topic_name, at_least=1, settle_s=0.5)
     assert [(r.type, r.data["version"]) for r in records] == [("model_version.created", "2")]
@@ -307,10 +299,7 @@ async def delete_topic(bootstrap: str, topic: str, timeout_s: float = 20) -> Non
     await admin.start()
     try:
         await admin.delete_topics([topic])
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while topic in await admin.list_topics():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{topic} was not deleted within {timeout_s} s")
-            await asyncio.sleep(0.05)
+        await eventually(admin.list_topics, lambda topics: topic not in topics,
+                         what=f"{topic} deleted", timeout_s=timeout_s)
     finally:
         await admin.close()

@@ -17,20 +17,10 @@ from mlflow.tracking import MlflowClient
 from hub.app import Hub, Roles
 from hub.config import HubConfig
 from hub.detector import Detector
+from tests.support.detector import hub_config
 from tests.support.kafka_reader import by_key, read_topic
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def hub_config(server_url: str, bootstrap: str, topic: str, **detector: Any) -> HubConfig:
-    return HubConfig(
-        mlflow={"tracking_uri": server_url, "request_retries": 0, "scan_timeout_s": 10},
-        kafka={"bootstrap_servers": bootstrap, "topic": topic, "partitions": 3},
-        detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.5,
-                  "leader_election": False, **detector},
-        subscriptions=[],
-        admin={"enabled": False},
-    )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import hmac
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from hub.errors import HubError
 from hub.ingest import add_ingest_routes
 from hub.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_mlflow_webhook
 from tests.support.kafka_reader import read_topic
+from tests.support.wait import until
 
 pytestmark = pytest.mark.timeout(240)
 SECRET = "integration-ingest-secret-7c1e"
@@ -212,14 +213,6 @@ async def test_a_push_publishes_at_once_and_the_poll_does_not_repeat_it(
           f"-> read by a consumer: median {statistics.median(to_reader):.1f} ms, "
           f"max {to_reader[-1]:.1f} ms")
     assert statistics.median(to_kafka) < 2000  # the loop's interval is an hour
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_what_mlflow_does_not_push_is_left_to_the_poll(pushed: Pushed) -> None:

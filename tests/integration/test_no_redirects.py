@@ -19,7 +19,7 @@ from hub.events import Event
 from hub.http import HttpClients
 from hub.outcome import Status
 from hub.plugins import HandlerContext
-from tests.integration.test_delivery import delivery_config, publish, running_worker, webhook
+from tests.support.delivery import delivery_config, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
 
 pytestmark = pytest.mark.timeout(120)

@@ -4,11 +4,8 @@ a replay is not delivered again (issue 9)."""
 
 from __future__ import annotations
 
-import asyncio
 import tracemalloc
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -19,29 +16,13 @@ from hub.events import Event
 from hub.jobs import DeadLetter
 from hub.replay import dead_letters, replay_dead_letters
 from hub.worker import ensure_hub_topics
-from tests.integration.test_delivery import (
-    delivery_config,
-    event,
-    publish,
-    running_worker,
-    webhook,
-)
+from tests.support.delivery import delivery_config, event, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def eventually(probe: Callable[[], Any], check: Callable[[Any], bool],
-                     timeout_s: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met; last value: {value!r}")
-        await asyncio.sleep(0.1)
+WAIT_S = 30  # replays of many dead letters through the broker
 
 
 def states(letters: list[LetterState]) -> dict[str, tuple[str, int]]:
@@ -61,7 +42,7 @@ async def test_five_replays_of_ten_dead_letters_keep_ten_and_deliver_each_once(
 
         await publish(config, [event(n, model=f"m{n}") for n in range(10)])
         async with running_worker(config):
-            letters = await eventually(view, lambda ls: len(ls) == 10)
+            letters = await eventually(view, lambda ls: len(ls) == 10, timeout_s=WAIT_S)
             assert states(letters) == {i: ("dead", 0) for i in ids}
             dead_at = {s.event_id: s.dead_at for s in letters}
 
@@ -69,7 +50,7 @@ async def test_five_replays_of_ten_dead_letters_keep_ten_and_deliver_each_once(
                 result = await replay_dead_letters(config, kafka_bootstrap)
                 assert (len(result.replayed), result.skipped) == (10, {}), f"replay {n}"
                 letters = await eventually(view, lambda ls, n=n: states(ls) == {
-                    i: ("dead", n) for i in ids})
+                    i: ("dead", n) for i in ids}, timeout_s=WAIT_S)
                 assert len(letters) == 10
                 assert {(s.attempts, s.reason) for s in letters} == {(2, "exhausted")}
                 assert all(s.dead_at > dead_at[s.event_id] for s in letters), \
@@ -87,7 +68,8 @@ async def test_five_replays_of_ten_dead_letters_keep_ten_and_deliver_each_once(
 
         async with running_worker(config):
             hits = await receiver.wait_for(10)
-            await eventually(view, lambda ls: states(ls) == {i: ("delivered", 6) for i in ids})
+            await eventually(view, lambda ls: states(ls) == {i: ("delivered", 6) for i in ids},
+                             timeout_s=WAIT_S)
             after = await replay_dead_letters(config, kafka_bootstrap)
             assert (after.replayed, after.skipped) == ([], {"delivered_after_replay": 10})
             # the one way to deliver again: name the event
@@ -96,7 +78,7 @@ async def test_five_replays_of_ten_dead_letters_keep_ten_and_deliver_each_once(
             hits = await receiver.wait_for(11)
             await eventually(
                 lambda: dead_letters(config, kafka_bootstrap, event_id="evt-3"),
-                lambda ls: states(ls) == {"evt-3": ("delivered", 7)})
+                lambda ls: states(ls) == {"evt-3": ("delivered", 7)}, timeout_s=WAIT_S)
 
     assert sorted(h.headers["webhook-id"] for h in hits[:10]) == sorted(ids), \
         "after the receiver recovered, each event was delivered once"
@@ -118,14 +100,14 @@ async def test_view_filters_by_state_and_a_replay_by_subscription_leaves_others(
         await publish(config, [event(1), event(2, model="other")])
         async with running_worker(config):
             await eventually(lambda: dead_letters(config, kafka_bootstrap),
-                             lambda ls: len(ls) == 4)
+                             lambda ls: len(ls) == 4, timeout_s=WAIT_S)
             receiver.down.clear()
             result = await replay_dead_letters(config, kafka_bootstrap, subscription="a")
             assert sorted(s.event_id for s in result.replayed) == ["evt-1", "evt-2"]
             await receiver.wait_for(2, "/down/a")
             delivered = await eventually(
                 lambda: dead_letters(config, kafka_bootstrap, state="delivered"),
-                lambda ls: len(ls) == 2)
+                lambda ls: len(ls) == 2, timeout_s=WAIT_S)
             assert {s.subscription for s in delivered} == {"a"}
             dead = await dead_letters(config, kafka_bootstrap, state="dead")
             assert sorted((s.subscription, s.event_id) for s in dead) == [

@@ -18,16 +18,11 @@ from structlog.testing import capture_logs
 
 from hub.config import HubConfig
 from hub.substore import store_topic
-from tests.integration.test_admin_api import (
-    Api,
-    admin_config,
-    eventually,
-    running_hub,
-    transition,
-)
-from tests.integration.test_delivery import publish, webhook
+from tests.support.admin import Api, admin_config, running_hub, transition
+from tests.support.delivery import publish, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import Receiver, running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(120)
 ENV_SECRET = "env-secret-value-never-sent"
@@ -129,7 +124,7 @@ async def test_a_stored_record_referencing_the_environment_is_never_delivered(
             await _write_record(config, "later", webhook("later", f"{receiver.url}/ok/later",
                                                          **exfil))
             lanes = hub.worker.lanes
-            await eventually(_probe(lambda: "later" in lanes), lambda running: not running)
+            await eventually(lambda: "later" in lanes, lambda running: not running)
 
             await publish(config, [transition(1, "Production")])
             await receiver.wait_for(1, "/ok/config")  # the configured one delivered
@@ -149,12 +144,6 @@ async def test_a_stored_record_referencing_the_environment_is_never_delivered(
     assert all(REFUSED in e["reason"] for e in refused)
     assert not any(ENV_SECRET in str(h.headers) for h in receiver.hits)
     assert not any(h.path == "/ok/later" for h in receiver.hits)
-
-
-def _probe(read: Any) -> Any:
-    async def probe() -> Any:
-        return read()
-    return probe
 
 
 def _probe_status(api: Api, path: str) -> Any:

@@ -22,10 +22,11 @@ from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
 from hub.worker import ensure_hub_topics
-from tests.integration.test_admin_api import Api, admin_config, eventually, running_hub
-from tests.integration.test_delivery import event, publish, webhook
+from tests.support.admin import Api, admin_config, running_hub
+from tests.support.delivery import event, publish, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import Hit, Receiver, running_receiver
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
