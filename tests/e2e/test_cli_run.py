@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     from tests.support.mlflow_server import MlflowServer
 
+pytestmark = pytest.mark.slow
+
 CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d [a-z_]+\.[a-z_]+ +\S+")
 
 

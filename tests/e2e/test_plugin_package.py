@@ -53,6 +53,7 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_invalid_plugin_options_name_subscription_plugin_and_field(
         plugin_path: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "bad.yaml", (
@@ -80,6 +81,7 @@ def test_unknown_handler_lists_the_installed_plugin(plugin_path: Path, tmp_path:
         assert known in result.stderr
 
 
+@pytest.mark.slow
 async def test_plugin_runs_end_to_end_through_the_broker(
         plugin_path: Path, tmp_path: Path, kafka_bootstrap: str, topic_name: str) -> None:
     out = tmp_path / "events.jsonl"

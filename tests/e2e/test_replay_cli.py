@@ -19,7 +19,7 @@ from hub.worker import ensure_hub_topics
 from tests.support.hub_process import clean_env
 from tests.support.kafka_reader import read_topic
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def replay(config_file: Path, *args: str) -> str:

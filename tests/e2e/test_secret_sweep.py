@@ -49,7 +49,7 @@ from tests.support.hub_process import STARTUP_TIMEOUT_S, HubProcess, clean_env
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _marker(label: str) -> str:

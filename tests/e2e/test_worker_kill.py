@@ -20,7 +20,7 @@ from hub.events import Event
 from hub.worker import ensure_hub_topics
 from tests.support.receiver import SECRET, Receiver, running_receiver
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 N = 300
 
 

@@ -50,6 +50,7 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield r
 
 
+@pytest.mark.slow
 async def test_runtime_webhook_lifecycle_through_the_client(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
     config = admin_config(kafka_bootstrap, topic_name,
@@ -180,6 +181,7 @@ async def test_runtime_webhook_lifecycle_through_the_client(
             assert secret not in body
 
 
+@pytest.mark.slow
 async def test_dead_letters_replay_and_a_restarted_hub(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
     receiver.down.add("x")
@@ -278,6 +280,7 @@ def _console(name: str) -> Any:
     return SubscriptionConfig(name=name, handler="console")
 
 
+@pytest.mark.slow
 async def test_readyz_follows_broker_worker_and_detector(
         kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
     server = mlflow_server_factory()
@@ -461,6 +464,7 @@ targets = st.sampled_from([
     lambda n: ("POST", "/api/subscriptions/" + urllib.parse.quote(n, safe="") + "/test"))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(target=targets, body=bodies, limit=st.text(max_size=6))

@@ -49,6 +49,7 @@ async def test_flaky_endpoint_gets_each_event_once_with_the_same_id(
         (1, "retry", "warning"), (2, "retry", "warning"), (3, "delivered", "debug")]
 
 
+@pytest.mark.slow
 async def test_hanging_endpoint_does_not_delay_a_healthy_one(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
     config = delivery_config(kafka_bootstrap, topic_name, [
@@ -149,6 +150,7 @@ async def test_subscription_filters_and_replay_from_the_events_topic(
     assert [h.headers["webhook-id"] for h in hits] == ["evt-p", "evt-p"]
 
 
+@pytest.mark.slow
 async def test_retry_after_on_429_is_honoured_over_a_shorter_schedule(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
     receiver.failures["b"] = 1
@@ -167,6 +169,7 @@ async def test_retry_after_on_429_is_honoured_over_a_shorter_schedule(
     assert hit.headers["webhook-id"] == "evt-1"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_retries_due_while_every_slot_is_busy_do_not_freeze_the_worker(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:

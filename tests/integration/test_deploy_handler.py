@@ -441,6 +441,7 @@ def registered_version(mlflow_client: MlflowClient) -> tuple[str, str, str]:
     return model, str(mv.version), experiment
 
 
+@pytest.mark.slow
 async def test_lineage_rides_in_the_client_payload_and_is_fetched_once_per_version(
         github: tuple[FakeGitHub, str], http_clients: HttpClients,
         mlflow_server: MlflowServer, mlflow_client: MlflowClient,
@@ -467,6 +468,7 @@ async def test_lineage_rides_in_the_client_payload_and_is_fetched_once_per_versi
     assert payloads[2]["lineage"]["tags"] == {"validated": "true", "owner": "ml"}  # the event's
 
 
+@pytest.mark.slow
 async def test_a_lineage_fetch_failure_is_retried_not_deployed_without_it(
         github: tuple[FakeGitHub, str], http_clients: HttpClients,
         mlflow_server: MlflowServer, mlflow_client: MlflowClient) -> None:
@@ -481,6 +483,7 @@ async def test_a_lineage_fetch_failure_is_retried_not_deployed_without_it(
     assert fake.accepted == []
 
 
+@pytest.mark.slow
 async def test_kafka_records_carry_lineage_that_validates(
         mlflow_server: MlflowServer, mlflow_client: MlflowClient,
         registered_version: tuple[str, str, str]) -> None:

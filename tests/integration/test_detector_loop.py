@@ -23,7 +23,7 @@ from tests.support.detector import hub_config
 from tests.support.kafka_reader import read_topic
 from tests.support.wait import eventually, until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 class Running:

@@ -20,7 +20,7 @@ from hub.detector import Detector
 from tests.support.detector import hub_config
 from tests.support.kafka_reader import by_key, read_topic
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture

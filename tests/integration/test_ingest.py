@@ -36,7 +36,7 @@ from hub.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_ml
 from tests.support.kafka_reader import read_topic
 from tests.support.wait import until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 SECRET = "integration-ingest-secret-7c1e"
 
 

@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.support.mlflow_server import MlflowServer, MlflowServerFactory
 
+pytestmark = pytest.mark.slow
+
 Delivery = tuple[dict[str, str], bytes]
 
 

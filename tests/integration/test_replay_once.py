@@ -29,6 +29,7 @@ def states(letters: list[LetterState]) -> dict[str, tuple[str, int]]:
     return {s.event_id: (s.state, s.replays) for s in letters}
 
 
+@pytest.mark.slow
 async def test_five_replays_of_ten_dead_letters_keep_ten_and_deliver_each_once(
         kafka_bootstrap: str, topic_name: str) -> None:
     async with running_receiver() as receiver:

@@ -94,6 +94,7 @@ async def test_the_api_refuses_environment_references_in_any_option(
     assert not any(h.path.startswith("/ok/x") for h in receiver.hits)
 
 
+@pytest.mark.slow
 async def test_a_stored_record_referencing_the_environment_is_never_delivered(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:

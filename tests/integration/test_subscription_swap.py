@@ -99,6 +99,7 @@ def between(hits: list[Hit], after: float, until_: float = float("inf")) -> list
     return [h for h in hits if after < h.at <= until_]
 
 
+@pytest.mark.slow
 async def test_put_mid_stream_moves_every_later_delivery_to_the_new_url(
         kafka_bootstrap: str, topic_name: str) -> None:
     async with running_receiver() as receiver:
@@ -176,6 +177,7 @@ async def test_put_mid_stream_moves_every_later_delivery_to_the_new_url(
         assert all(h.verified for h in old_hits + new_hits)
 
 
+@pytest.mark.slow
 async def test_delete_mid_stream_delivers_nothing_after_it_returned(
         kafka_bootstrap: str, topic_name: str) -> None:
     async with running_receiver() as receiver:
@@ -260,6 +262,7 @@ async def test_gone_endpoint_resumes_once_the_subscription_is_replaced(
             assert hit.headers["webhook-id"] == "evt-3" and hit.verified
 
 
+@pytest.mark.slow
 async def test_put_cuts_an_attempt_hanging_past_the_grace_and_retries_it_at_the_new_url(
         kafka_bootstrap: str, topic_name: str) -> None:
     grace_s = 0.5
@@ -299,6 +302,7 @@ async def test_put_cuts_an_attempt_hanging_past_the_grace_and_retries_it_at_the_
             assert "cut short" in attempts[0].data["error"]
 
 
+@pytest.mark.slow
 async def test_a_pending_retry_the_new_filter_excludes_is_not_attempted(
         kafka_bootstrap: str, topic_name: str) -> None:
     async with running_receiver() as receiver:

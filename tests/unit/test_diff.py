@@ -3,6 +3,7 @@ each model's events come contiguous and in causal order."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,15 +64,40 @@ def test_diff_of_equal_snapshots_is_empty(s: Snapshot) -> None:
     assert diff(s, s) == []
 
 
-@settings(max_examples=600)
-@given(snapshots(), snapshots())
-def test_apply_of_diff_yields_target(a: Snapshot, b: Snapshot) -> None:
+# The two properties below run 600 examples each in the full suite (about 15 s apiece on a
+# busy 2-core machine) and 60 in the quick tier (``-m "not slow"``): same checks, fewer draws.
+
+def check_apply_of_diff_yields_target(a: Snapshot, b: Snapshot) -> None:
     assert apply(a, diff(a, b)) == b
 
 
+@pytest.mark.slow
+@settings(max_examples=600)
+@given(snapshots(), snapshots())
+def test_apply_of_diff_yields_target(a: Snapshot, b: Snapshot) -> None:
+    check_apply_of_diff_yields_target(a, b)
+
+
+@settings(max_examples=60)
+@given(snapshots(), snapshots())
+def test_apply_of_diff_yields_target_quick(a: Snapshot, b: Snapshot) -> None:
+    check_apply_of_diff_yields_target(a, b)
+
+
+@pytest.mark.slow
 @settings(max_examples=600)
 @given(snapshots(), snapshots())
 def test_each_models_events_are_contiguous_and_causal(a: Snapshot, b: Snapshot) -> None:
+    check_each_models_events_are_contiguous_and_causal(a, b)
+
+
+@settings(max_examples=60)
+@given(snapshots(), snapshots())
+def test_each_models_events_are_contiguous_and_causal_quick(a: Snapshot, b: Snapshot) -> None:
+    check_each_models_events_are_contiguous_and_causal(a, b)
+
+
+def check_each_models_events_are_contiguous_and_causal(a: Snapshot, b: Snapshot) -> None:
     changes = diff(a, b)
     seen_models: list[str] = []
     for c in changes:
