@@ -103,6 +103,7 @@ async def _until_delivered(config: HubConfig, bootstrap: str, event_id: str) -> 
                      what=f"{event_id} delivered after its replay")
 
 
+@pytest.mark.slow
 async def test_gone_endpoint_stops_and_dead_letters_later_events(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
     config = delivery_config(kafka_bootstrap, topic_name,

@@ -124,6 +124,7 @@ async def test_view_filters_by_state_and_a_replay_by_subscription_leaves_others(
         assert receiver.delivered("/down/b") == []
 
 
+@pytest.mark.slow
 async def test_reading_a_long_dead_letter_topic_holds_one_small_state_per_key(
         kafka_bootstrap: str, topic_name: str) -> None:
     """600 dead letters of 20 kB events (12 MB) for three keys: the view and a replay read

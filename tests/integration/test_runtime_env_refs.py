@@ -24,7 +24,7 @@ from tests.support.kafka_reader import read_topic
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 ENV_SECRET = "env-secret-value-never-sent"
 REFUSED = "only allowed in the configuration file"
 
@@ -94,7 +94,6 @@ async def test_the_api_refuses_environment_references_in_any_option(
     assert not any(h.path.startswith("/ok/x") for h in receiver.hits)
 
 
-@pytest.mark.slow
 async def test_a_stored_record_referencing_the_environment_is_never_delivered(
         kafka_bootstrap: str, topic_name: str, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,20 +43,45 @@ def content(event: Event) -> tuple[Any, ...]:
 
 
 # --- stamp over histories ------------------------------------------------------------------
+# Each property runs its full count in the full suite and a tenth in the quick tier
+# (``-m "not slow"``, the ``_quick`` twins): same checks, fewer histories.
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(histories())
 def test_ids_never_repeat_within_an_epoch(history: list[Snapshot]) -> None:
+    check_ids_never_repeat_within_an_epoch(history)
+
+
+@settings(max_examples=40)
+@given(histories())
+def test_ids_never_repeat_within_an_epoch_quick(history: list[Snapshot]) -> None:
+    check_ids_never_repeat_within_an_epoch(history)
+
+
+def check_ids_never_repeat_within_an_epoch(history: list[Snapshot]) -> None:
     events, _ = run(history, EPOCH_1)
     ids = [e.id for e in events]
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(histories(), st.data())
 def test_lost_checkpoints_never_reuse_an_id(history: list[Snapshot], data: st.DataObject
                                            ) -> None:
+    check_lost_checkpoints_never_reuse_an_id(history, data)
+
+
+@settings(max_examples=40)
+@given(histories(), st.data())
+def test_lost_checkpoints_never_reuse_an_id_quick(history: list[Snapshot],
+                                                 data: st.DataObject) -> None:
+    check_lost_checkpoints_never_reuse_an_id(history, data)
+
+
+def check_lost_checkpoints_never_reuse_an_id(history: list[Snapshot], data: st.DataObject) -> None:
     """The detector loses its checkpoint at random polls (a new state topic, a re-created
     cluster) and takes a new baseline, in a new epoch, right away or one poll later (what
     changed in between is never seen): its sequences restart at zero each time."""
@@ -69,9 +95,20 @@ def test_lost_checkpoints_never_reuse_an_id(history: list[Snapshot], data: st.Da
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(histories())
 def test_the_same_history_in_another_epoch_gets_disjoint_ids(history: list[Snapshot]) -> None:
+    check_the_same_history_in_another_epoch_gets_disjoint_ids(history)
+
+
+@settings(max_examples=20)
+@given(histories())
+def test_the_same_history_in_another_epoch_gets_disjoint_ids_quick(history: list[Snapshot]) -> None:
+    check_the_same_history_in_another_epoch_gets_disjoint_ids(history)
+
+
+def check_the_same_history_in_another_epoch_gets_disjoint_ids(history: list[Snapshot]) -> None:
     """The checkpoint was lost and the registry went through the same changes again (restored
     from a backup, or values toggled back and forth): every id is new."""
     first, _ = run(history, EPOCH_1)
@@ -80,9 +117,22 @@ def test_the_same_history_in_another_epoch_gets_disjoint_ids(history: list[Snaps
     assert not {e.id for e in first} & {e.id for e in second}
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(histories(), st.data())
 def test_republication_after_a_crash_keeps_ids_of_the_same_changes_only(
+        history: list[Snapshot], data: st.DataObject) -> None:
+    check_republication_after_a_crash_keeps_ids_of_the_same_changes_only(history, data)
+
+
+@settings(max_examples=40)
+@given(histories(), st.data())
+def test_republication_after_a_crash_keeps_ids_of_the_same_changes_only_quick(
+        history: list[Snapshot], data: st.DataObject) -> None:
+    check_republication_after_a_crash_keeps_ids_of_the_same_changes_only(history, data)
+
+
+def check_republication_after_a_crash_keeps_ids_of_the_same_changes_only(
         history: list[Snapshot], data: st.DataObject) -> None:
     """Round ``crash`` was published but not checkpointed. On restart the detector re-scans
     the registry from the old checkpoint: unchanged, or moved on by one more operation on a

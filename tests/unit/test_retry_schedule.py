@@ -34,7 +34,7 @@ def test_the_draw_spreads_linearly_over_plus_minus_jitter() -> None:
     assert at == pytest.approx({0.0: 80.0, 0.25: 90.0, 0.5: 100.0, 0.75: 110.0})
 
 
-@settings(max_examples=500)
+@settings(max_examples=200)
 @given(schedules, st.integers(min_value=1, max_value=12), jitters, draws)
 def test_a_delay_stays_within_the_jitter_band(schedule: list[float], attempts: int,
                                               jitter: float, draw: float) -> None:
@@ -59,7 +59,7 @@ def test_a_later_draw_never_waits_less(schedule: list[float], jitter: float, a: 
         assert first is not None and second is not None and first <= second + 1e-9
 
 
-@settings(max_examples=500)
+@settings(max_examples=200)
 @given(schedules, st.integers(min_value=1, max_value=10), jitters, draws, delays)
 def test_retry_after_is_a_floor_never_a_ceiling(schedule: list[float], attempts: int,
                                                 jitter: float, draw: float,
