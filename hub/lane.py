@@ -25,6 +25,7 @@ was taken and not started stays un-final, so it is not committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 
@@ -40,6 +41,7 @@ from hub.dispatch import Dispatcher
 from hub.events import Event
 from hub.metrics import Metrics
 from hub.offsets import OffsetTracker
+from hub.resets import ResetWatch
 from hub.running import RunningSubscription
 
 log = structlog.get_logger(__name__)
@@ -97,6 +99,7 @@ class SubscriptionLane:
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._progress = asyncio.Event()
         self._offsets = OffsetTracker()
+        self._resets = ResetWatch()
         self._chains: dict[ChainKey, deque[tuple[int, Event]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = asyncio.Event()
@@ -162,8 +165,12 @@ class SubscriptionLane:
                     self.assigned.clear()
                 await self._commit(consumer)
                 if time.monotonic() >= next_lag_check:
-                    next_lag_check = time.monotonic() + 5
-                    await self._report_lag(consumer)
+                    next_lag_check = time.monotonic() + 2
+                    # one deadline for both: the broker may be away, the lane must go on
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(2):
+                            self._restart(consumer, await self._resets.rewinds(consumer))
+                            await self._report_lag(consumer)
             if self._running is None:  # closed: in-flight attempts end (the caller retires
                 if self._tasks:  # them, bounded); chains start nothing more
                     await asyncio.wait(set(self._tasks))
@@ -183,6 +190,7 @@ class SubscriptionLane:
         for tp, records in batch.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
+                self._resets.took(tp, record.timestamp)
                 try:
                     event = decode(record.key, record.value, record.headers)
                 except ValueError as exc:
@@ -251,10 +259,27 @@ class SubscriptionLane:
         """Partitions are moving to another worker: finish, commit, forget them."""
         await self._drain(revoked, self._config.grace_period_s)
         await self._commit(consumer, only=revoked)
-        self._offsets.forget(revoked)
+        self._forget(revoked)
+
+    def _restart(self, consumer: AIOKafkaConsumer, rewinds: dict[TopicPartition, int]) -> None:
+        """The broker re-created these partitions under this consumer (see
+        :mod:`hub.resets`): read them again from the given offsets, counting nothing of the
+        old ones (what was taken from them is delivered from memory)."""
+        if not rewinds:
+            return
+        log.warning("delivery.partition_reset", subscription=self.name,
+                    partitions={tp.partition: offset for tp, offset in rewinds.items()},
+                    action="the broker re-created them (it came back empty?): reading again")
+        self._forget(set(rewinds))
+        for tp, offset in rewinds.items():
+            consumer.seek(tp, offset)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        self._offsets.forget(partitions)
+        self._resets.forget(partitions)
         # chains still running (the grace period ran out) finish detached: their offsets
         # must not count if a partition comes back, maybe as a new topic after a broker loss
-        for key in [k for k in self._chains if k[0] in revoked]:
+        for key in [k for k in self._chains if k[0] in partitions]:
             del self._chains[key]
 
     async def _commit(self, consumer: AIOKafkaConsumer,
@@ -269,11 +294,10 @@ class SubscriptionLane:
         if not assigned:
             return
         try:
-            async with asyncio.timeout(2):  # the broker may be away: the lane goes on
-                ends = await consumer.end_offsets(assigned)
-                lag = 0
-                for tp in assigned:
-                    lag += max(0, ends[tp] - await consumer.position(tp))
-        except (KafkaError, TimeoutError):
+            ends = await consumer.end_offsets(assigned)
+            lag = 0
+            for tp in assigned:
+                lag += max(0, ends[tp] - await consumer.position(tp))
+        except KafkaError:
             return
         self._metrics.consumer_lag.labels(self.group_id).set(lag)

@@ -26,6 +26,7 @@ from hub.dispatch import Dispatcher
 from hub.jobs import Job
 from hub.metrics import Metrics
 from hub.offsets import OffsetTracker
+from hub.resets import ResetWatch
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,7 @@ class RetryScheduler:
         self._tie = itertools.count()
         self._offsets = OffsetTracker()
         self._generation: dict[TopicPartition, int] = {}  # bumped when a partition is forgotten
+        self._resets = ResetWatch()
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -88,16 +90,39 @@ class RetryScheduler:
         self._heap = [entry for entry in self._heap if entry[2] not in partitions]
         heapq.heapify(self._heap)
         self._offsets.forget(partitions)
+        self._resets.forget(partitions)
         for tp in partitions:
             self._generation[tp] = self._generation.get(tp, 0) + 1
+
+    def _restart(self, consumer: AIOKafkaConsumer, rewinds: dict[TopicPartition, int]) -> None:
+        """The broker re-created these partitions under this consumer (see
+        :mod:`hub.resets`): read them again from the given offsets. Jobs already read from
+        the old ones stay scheduled (memory is their only copy now), uncounted."""
+        if not rewinds:
+            return
+        log.warning("retry.partition_reset",
+                    partitions={tp.partition: offset for tp, offset in rewinds.items()},
+                    action="the broker re-created them (it came back empty?): reading again")
+        self._heap = [(due, tie, tp, -1 if tp in rewinds else offset, job)
+                      for due, tie, tp, offset, job in self._heap]
+        heapq.heapify(self._heap)
+        self._offsets.forget(rewinds)
+        self._resets.forget(rewinds)
+        for tp, offset in rewinds.items():
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+            consumer.seek(tp, offset)
 
     async def run(self) -> None:
         consumer = new_group_consumer(self._kafka, self._bootstrap, self.group_id,
                                       auto_offset_reset="earliest")
         consumer.subscribe([self._topic], listener=_Forget(self, consumer))
         await consumer.start()
+        next_check = 0.0
         try:
             while not self._stopping.is_set():
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 2
+                    self._restart(consumer, await self._resets.rewinds(consumer))
                 await self._fetch(consumer)
                 self._fire_due()
                 self._metrics.retries_pending.set(len(self._heap))
@@ -133,6 +158,7 @@ class RetryScheduler:
         for tp, records in batch.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
+                self._resets.took(tp, record.timestamp)
                 try:
                     job = Job.decode(record.value)
                 except (ValueError, KeyError, TypeError) as exc:
@@ -156,7 +182,7 @@ class RetryScheduler:
         async with self._slots:
             await self._dispatcher.deliver(job.subscription, job.event, job.attempt,
                                            replayed=job.replayed)
-        if self._generation.get(tp, 0) == generation:  # its partition is still ours
+        if offset >= 0 and self._generation.get(tp, 0) == generation:  # still counted
             self._offsets.finished(tp, offset)
 
     async def _drain(self) -> None:

@@ -4,7 +4,8 @@ data in memory: the restarted broker has no topics, offsets or groups).
 * the topic keeper re-creates every topic, and says so once per state change;
 * the detector (no election) writes its checkpoint back from memory and publishes the
   recent events again, so no change it saw is lost;
-* lanes start over on the new topic, and commit nothing of the old one onto it;
+* lanes start over on the new topic, and commit nothing of the old one onto it; a
+  partition re-created under a consumer that kept its position is noticed;
 * the subscription store writes its runtime subscriptions back.
 """
 
@@ -18,16 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from structlog.testing import capture_logs
 
 from hub.app import Hub, Roles
-from hub.bus import Publisher, ensure_topics
+from hub.bus import Publisher, close_client, ensure_topics
 from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig, SubscriptionConfig
 from hub.errors import BusError
 from hub.events import Event
+from hub.resets import ResetWatch
 from hub.substore import SubscriptionStore
 from hub.topics import TopicKeeper
 from tests.support.broker import Broker, running_broker
@@ -219,3 +221,50 @@ async def test_runtime_subscriptions_are_written_back_from_memory(broker: Broker
             await asyncio.wait_for(run, 30)
     assert [e["subscriptions"] for e in logs if e["event"] == "substore.topic_lost"] == [
         ["audit"]], logs
+
+
+async def test_a_partition_recreated_under_a_consumer_is_noticed_and_a_healthy_one_is_not(
+        broker: Broker) -> None:
+    """Tansu reports the end of a multi-record batch short and says nothing when a consumer
+    reads past the end: "end below position" would misfire, and a consumer that kept its
+    position would skip the new topic's records. The reset watch uses timestamps."""
+    config = HubConfig(kafka={"bootstrap_servers": broker.bootstrap})
+    tp = TopicPartition("reset", 0)
+
+    await ensure_topics(config.kafka, broker.bootstrap, [("reset", 1, {})])
+    async with Publisher(config.kafka, broker.bootstrap, "reset") as publisher:
+        await publisher.publish([event(f"e-{i}") for i in range(20)])  # one batch
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    watch = ResetWatch()
+    try:
+        consumer.assign([tp])
+        taken: list[int] = []  # timestamps
+        while len(taken) < 20:
+            for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                watch.took(tp, record.timestamp)
+                taken.append(record.timestamp)
+        assert (await consumer.end_offsets([tp]))[tp] < await consumer.position(tp), \
+            "this broker reports the end of a batch short: the case 'end < position' misreads"
+        assert await watch.rewinds(consumer) == {}, "a healthy partition is left alone"
+
+        broker.kill()
+        broker.start()  # empty
+        await ensure_topics(config.kafka, broker.bootstrap, [("reset", 1, {})])
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:  # stamped as published after the outage, whatever the test machine's speed
+            later = max(taken) + 5000
+            for n in range(3):
+                await producer.send_and_wait("reset", b"new", partition=0,
+                                             timestamp_ms=later + n)
+        finally:
+            await producer.stop()
+
+        async def noticed() -> bool:
+            return await watch.rewinds(consumer) == {tp: 0}
+
+        await until("the re-created partition noticed", noticed)
+    finally:
+        await close_client(consumer)  # aiokafka's stop() may raise its fetch tasks' cancel
