@@ -105,7 +105,7 @@ class KafkaCheckpoint:
         end = await self._end_offset()
         return end is not None and end <= self._floor
 
-    async def _end_offset(self, timeout_s: float = 5.0) -> int | None:
+    async def _end_offset(self, timeout_s: float = 2.0) -> int | None:
         if self._probe is None:
             raise RuntimeError("KafkaCheckpoint used outside 'async with'")
         try:

@@ -260,11 +260,12 @@ async def test_broker_lost_and_back_empty_loses_no_change(
 
         await _poll("/readyz 503 in the last outage", not_ready, 30, hub)
         started = time.monotonic()
-        code = hub.terminate(timeout_s=GRACE_S + STOP_SLACK_S)
+        code = hub.terminate(timeout_s=GRACE_S + STOP_SLACK_S + 1)  # + the process's exit
         stopped_s = time.monotonic() - started
         print(f"stopped in {stopped_s:.1f} s during an outage (exit code {code})")
         (tmp_path / "hub.log").write_text("\n".join(hub.lines("stderr")))
-        assert code == 0, hub.dump()
+        # orderly (0), or cut short at the deadline by the CLI (1, and it says so)
+        assert code == 0 or (code == 1 and _count(hub, "hub.stop_cut_short")), hub.dump()
 
 
 def _count(hub: HubProcess, event: str) -> int:
