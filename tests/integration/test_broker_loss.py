@@ -91,6 +91,7 @@ async def test_the_keeper_recreates_every_topic_and_logs_each_change_once(
     assert keeper.recreated == 1
 
 
+@pytest.mark.slow
 async def test_the_detector_writes_its_checkpoint_back_and_publishes_recent_events_again(
         broker: Broker, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
@@ -132,6 +133,7 @@ async def test_the_detector_writes_its_checkpoint_back_and_publishes_recent_even
     assert sorted(state.snapshot.models) == ["after", "before", "during", "old"]
 
 
+@pytest.mark.slow
 async def test_lanes_start_over_on_the_new_topic_and_never_commit_old_offsets(
         broker: Broker, tmp_path: Path) -> None:
     async with running_receiver() as receiver:
