@@ -67,9 +67,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
-        if lost := sorted(tp.partition for tp in fresh if tp in self._lane.committed_before):
-            log.warning("delivery.offsets_lost", subscription=self._lane.name, partitions=lost,
+        if lost := [tp for tp in fresh if tp in self._lane.committed_before]:
+            log.warning("delivery.offsets_lost", subscription=self._lane.name,
+                        partitions=sorted(tp.partition for tp in lost),
                         action="the broker lost them (it came back empty?): starting over")
+            self._lane.started_over(lost)
         if self._started_ms is None or not fresh:
             return
         # the end as it was *before* the search: a record published meanwhile (the detector
@@ -190,7 +192,7 @@ class SubscriptionLane:
         for tp, records in batch.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
-                self._resets.took(tp, record.timestamp)
+                self._resets.took(tp, record.timestamp, record.offset)
                 try:
                     event = decode(record.key, record.value, record.headers)
                 except ValueError as exc:
@@ -271,12 +273,17 @@ class SubscriptionLane:
                     partitions={tp.partition: offset for tp, offset in rewinds.items()},
                     action="the broker re-created them (it came back empty?): reading again")
         self._forget(set(rewinds))
+        self._resets.forget(rewinds)
         for tp, offset in rewinds.items():
             consumer.seek(tp, offset)
 
+    def started_over(self, partitions: list[TopicPartition]) -> None:
+        """These partitions start over as new ones: nothing taken from the old ones tells
+        whether they were re-created (see :mod:`hub.resets`)."""
+        self._resets.forget(partitions)
+
     def _forget(self, partitions: set[TopicPartition]) -> None:
         self._offsets.forget(partitions)
-        self._resets.forget(partitions)
         # chains still running (the grace period ran out) finish detached: their offsets
         # must not count if a partition comes back, maybe as a new topic after a broker loss
         for key in [k for k in self._chains if k[0] in partitions]:

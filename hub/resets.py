@@ -7,17 +7,24 @@ partition: Kafka answers "offset out of range" and the consumer jumps to its res
 the new partition grows past that position. Either way the records below it are skipped,
 and committing that position writes the old topic's offset onto the new one.
 
+The same happens after a rebalance when the group's committed offsets survived, or were
+written again by a member that still held the old ones (some brokers take commits from a
+member they do not know).
+
 The end offset cannot tell: some brokers report the end of a multi-record batch short, so
 "end below position" also happens on a healthy partition. Timestamps can: every record a
 consumer took is older than what is published after the broker came back. :class:`ResetWatch`
-remembers the newest timestamp taken per partition and asks the broker (``ListOffsets`` by
-time) for the first record newer than it by more than ``MARGIN_MS`` (brokers that index
-their own append time differ from the producer's by a few milliseconds; a broker that lost
-its data takes longer than that to come back). In a healthy partition that record, if any,
-lies at or after the position; below it, the partition was re-created — read again from
-there. An answer older than what was asked is no match (some brokers answer "none" so).
-At worst (clocks far apart, a record out of time order) that re-reads a few records:
-duplicates with the same ids, never a skip.
+remembers, per partition, the newest record taken as of its previous check (its timestamp
+and offset: the consumer may meanwhile have taken records of a new partition past its old
+position) and asks the broker (``ListOffsets`` by time) for the first record newer than it
+by more than ``MARGIN_MS`` (brokers that index their own append time differ from the
+producer's by a few milliseconds; a broker that lost its data takes longer than that to
+come back). In a healthy partition that record, if any, comes after the one remembered; at
+or before it, the partition was re-created — read again from there. The memory is kept
+across rebalances (a partition that moves away and back is the same partition), so a
+position taken over from stale committed offsets is caught too. An answer older than what
+was asked is no match (some brokers answer "none" so). At worst (clocks far apart, a record
+out of time order) that re-reads a few records: duplicates with the same ids, never a skip.
 """
 
 from __future__ import annotations
@@ -35,34 +42,39 @@ MARGIN_MS = 250
 
 class ResetWatch:
     def __init__(self, timeout_s: float = 2.0) -> None:
-        self._newest: dict[TopicPartition, int] = {}  # newest timestamp taken, ms
+        self._newest: dict[TopicPartition, tuple[int, int]] = {}  # (timestamp ms, offset)
+        self._checked: dict[TopicPartition, tuple[int, int]] = {}  # newest, when last checked
         self._timeout_s = timeout_s
 
-    def took(self, tp: TopicPartition, timestamp_ms: int) -> None:
-        if timestamp_ms > self._newest.get(tp, -1):
-            self._newest[tp] = timestamp_ms
+    def took(self, tp: TopicPartition, timestamp_ms: int, offset: int) -> None:
+        if timestamp_ms > self._newest.get(tp, (-1, -1))[0]:
+            self._newest[tp] = (timestamp_ms, offset)
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._newest.pop(tp, None)
+            self._checked.pop(tp, None)
 
     async def rewinds(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-        """Assigned partitions with a record newer than all taken below the position: where
-        to read again. Empty when the broker does not answer (asked again next time)."""
-        asked = {tp: ts + MARGIN_MS for tp, ts in self._newest.items()
+        """Assigned partitions with a record newer than the newest taken as of the previous
+        check, at or before that one's offset: where to read again. Empty when the broker
+        does not answer (then nothing moves on: the next check asks the same)."""
+        marks = {tp: self._checked.get(tp, newest) for tp, newest in self._newest.items()
                  if tp in consumer.assignment()}
-        if not asked:
+        if not marks:
             return {}
+        asked = {tp: ts + MARGIN_MS for tp, (ts, _) in marks.items()}
         try:
             async with asyncio.timeout(self._timeout_s):
                 found = await consumer.offsets_for_times(asked)
-                rewinds = {}
-                for tp, newer_than in asked.items():
-                    match = found.get(tp)
-                    if match is None or match.timestamp < newer_than:
-                        continue  # none newer
-                    if match.offset < await consumer.position(tp):
-                        rewinds[tp] = match.offset
         except (KafkaError, TimeoutError):
             return {}
+        rewinds = {}
+        for tp, newer_than in asked.items():
+            match = found.get(tp)  # an answer older than asked is no match
+            if match is not None and match.timestamp >= newer_than \
+                    and match.offset <= marks[tp][1]:
+                rewinds[tp] = match.offset
+            else:
+                self._checked[tp] = self._newest[tp]
         return rewinds

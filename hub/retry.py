@@ -43,11 +43,12 @@ class _Forget(ConsumerRebalanceListener):
         """A partition committed before that comes back with no committed offset was lost by
         the broker (it came back empty): read from its beginning, as a new topic."""
         before = self._scheduler.committed_before
-        lost = [tp.partition for tp in assigned
+        lost = [tp for tp in assigned
                 if tp in before and await self._consumer.committed(tp) is None]
         if lost:
-            log.warning("retry.offsets_lost", partitions=sorted(lost),
+            log.warning("retry.offsets_lost", partitions=sorted(tp.partition for tp in lost),
                         action="the broker lost them with the jobs they held: starting over")
+            self._scheduler.started_over(lost)
 
 
 class RetryScheduler:
@@ -90,9 +91,12 @@ class RetryScheduler:
         self._heap = [entry for entry in self._heap if entry[2] not in partitions]
         heapq.heapify(self._heap)
         self._offsets.forget(partitions)
-        self._resets.forget(partitions)
         for tp in partitions:
             self._generation[tp] = self._generation.get(tp, 0) + 1
+
+    def started_over(self, partitions: list[TopicPartition]) -> None:
+        """These partitions start over as new ones (see :mod:`hub.resets`)."""
+        self._resets.forget(partitions)
 
     def _restart(self, consumer: AIOKafkaConsumer, rewinds: dict[TopicPartition, int]) -> None:
         """The broker re-created these partitions under this consumer (see
@@ -158,7 +162,7 @@ class RetryScheduler:
         for tp, records in batch.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
-                self._resets.took(tp, record.timestamp)
+                self._resets.took(tp, record.timestamp, record.offset)
                 try:
                     job = Job.decode(record.value)
                 except (ValueError, KeyError, TypeError) as exc:
