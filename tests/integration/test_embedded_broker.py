@@ -96,7 +96,7 @@ async def test_keyed_records_with_headers_round_trip_through_a_consumer_group(
     assert started[0]["log_level"] == "warning"
     assert started[0]["port"] == int(bootstrap.rsplit(":", 1)[1])
     assert isinstance(started[0]["pid"], int)
-    assert "lost" in started[0]["warning"]
+    assert "local use only" in started[0]["warning"]
 
 
 async def test_aclose_is_idempotent_and_leaves_no_process_behind() -> None:
