@@ -233,6 +233,7 @@ class ActivityLog:
         self.state = None
 
 
+@pytest.mark.slow
 async def test_graceful_handover_is_quick_and_leaders_never_overlap(
         kafka_bootstrap: str, topic_name: str) -> None:
     session_s = 8.0  # a graceful handover must not wait for it (Tansu rebalances in ~4 s)
@@ -308,6 +309,7 @@ async def leader_and_standby(start_proc: Procs, env: dict[str, str]) -> tuple[Pr
     return a, b
 
 
+@pytest.mark.slow
 async def test_one_detector_leads_and_the_standby_takes_over_after_sigkill(
         kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any,
         start_proc: Procs) -> None:
@@ -342,6 +344,7 @@ async def test_one_detector_leads_and_the_standby_takes_over_after_sigkill(
     assert await b.terminate() == 0, b.dump()
 
 
+@pytest.mark.slow
 async def test_a_frozen_leader_is_fenced_when_it_wakes_up(
         kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any,
         start_proc: Procs) -> None:
@@ -525,6 +528,7 @@ async def test_two_workers_share_the_partitions_and_deliver_each_event_once(
     assert sorted(attempted(a)) == sorted(by_a) and sorted(attempted(b)) == sorted(by_b)
 
 
+@pytest.mark.slow
 async def test_a_killed_worker_s_share_is_delivered_by_the_other_with_the_same_ids(
         kafka_bootstrap: str, topic_name: str, tmp_path: Path, start_proc: Procs) -> None:
     n, budget = 200, 20
