@@ -22,7 +22,8 @@ from hub.journal import Journal
 from hub.leader import LeaderElection
 from hub.leadership import STOP_PATIENCE_S, lead
 from hub.metrics import Metrics
-from hub.source import RegistrySource, redact_uri
+from hub.redaction import redact_url
+from hub.source import RegistrySource
 from hub.substore import SubscriptionStore
 from hub.topics import TopicKeeper
 from hub.worker import DeliveryWorker, ensure_hub_topics, hub_topic_specs
@@ -103,7 +104,7 @@ class Hub:
         if cfg.admin.enabled:  # last in, first out: it serves everything above
             self.admin = await self._stack.enter_async_context(
                 AdminServer(self, store=self.store))
-        log.info("hub.started", registry=redact_uri(cfg.mlflow.tracking_uri),
+        log.info("hub.started", registry=redact_url(cfg.mlflow.tracking_uri),
                  admin=self.admin.url if self.admin else None,
                  kafka=self.bootstrap_servers, topic=cfg.kafka.topic,
                  detect=self.roles.detect, deliver=self.roles.deliver,

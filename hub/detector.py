@@ -34,8 +34,8 @@ from hub.errors import BusError, SourceError
 from hub.events import Change, Event, EventType, event_id, new_epoch
 from hub.metrics import Metrics
 from hub.recent import RecentEvents
+from hub.redaction import redact_url
 from hub.snapshot import ModelState, Snapshot
-from hub.source import redact_uri
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +109,7 @@ class Detector:
         self._scanner = scanner
         self._sink = sink
         self._checkpoint = checkpoint
-        self._source = redact_uri(tracking_uri)
+        self._source = redact_url(tracking_uri)
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._stopping = asyncio.Event()

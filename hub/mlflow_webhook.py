@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from hub.config import AdminConfig, HubConfig
 from hub.errors import HubError
 from hub.ingest import INGEST_PATH, REGISTRY_EVENTS
-from hub.source import redact_uri
+from hub.redaction import redact_url
 
 DEFAULT_NAME = "registry-hub"
 WEBHOOK_EVENTS: tuple[str, ...] = tuple(sorted(f"{e}.{a}" for e, a in REGISTRY_EVENTS))
@@ -79,7 +79,7 @@ def _run(config: HubConfig, args: argparse.Namespace) -> int:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     action: Callable[[Any, HubConfig, argparse.Namespace, str], int] = {
         "install": _install, "test": _test, "list": _list}[args.webhook_action]
-    return action(client, config, args, redact_uri(uri))
+    return action(client, config, args, redact_url(uri))
 
 
 def _call(where: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from hub.config import HubConfig
-from hub.source import redact_uri
+from hub.redaction import redact_url
 
 __all__ = ["NotReady", "ReadyHost", "not_ready", "ready_line", "report_readiness"]
 
@@ -52,7 +52,7 @@ def not_ready(host: ReadyHost) -> NotReady | None:
             error = getattr(detector, "last_error", None)
             if not detector.consecutive_failures or not error:
                 return NotReady("waiting for the first scan of the registry")
-            uri = redact_uri(host.config.mlflow.tracking_uri)
+            uri = redact_url(host.config.mlflow.tracking_uri)
             return NotReady(f"cannot read the registry {uri}: {error} — check "
                             f"mlflow.tracking_uri (or MLFLOW_TRACKING_URI) and that the "
                             f"registry is reachable; retrying", problem=True)
@@ -78,7 +78,7 @@ def ready_line(host: ReadyHost, elapsed_s: float) -> str:
     if host.detector is not None:
         state = getattr(host.detector, "state", None)
         models = f" ({len(state.snapshot)} models)" if state is not None else " (standby)"
-        parts.append(f"watching {redact_uri(cfg.mlflow.tracking_uri)}{models}")
+        parts.append(f"watching {redact_url(cfg.mlflow.tracking_uri)}{models}")
     if host.journal is not None:
         kept = Path(host.journal.directory).resolve().parent
         broker = f"the embedded broker, kept in {kept}"

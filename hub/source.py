@@ -19,7 +19,7 @@ import structlog
 
 from hub.config import MlflowConfig
 from hub.errors import SourceError
-from hub.redaction import redact_url as redact_uri  # re-exported: its importers use this name
+from hub.redaction import redact_url
 from hub.snapshot import ModelState, Snapshot, VersionState
 
 log = structlog.get_logger(__name__)
@@ -70,14 +70,14 @@ class RegistrySource:
             return await asyncio.wait_for(future, timeout_s or self._config.scan_timeout_s)
         except TimeoutError as exc:
             raise SourceError(
-                f"MLflow at {redact_uri(self._config.tracking_uri)} did not answer within "
+                f"MLflow at {redact_url(self._config.tracking_uri)} did not answer within "
                 f"{self._config.scan_timeout_s}s; raise mlflow.scan_timeout_s if it is just slow"
             ) from exc
         except SourceError:
             raise
         except Exception as exc:  # any MLflow/requests/sqlalchemy failure: the scan is void
             raise SourceError(
-                f"reading the registry at {redact_uri(self._config.tracking_uri)} failed: "
+                f"reading the registry at {redact_url(self._config.tracking_uri)} failed: "
                 f"{type(exc).__name__}: {str(exc)[:300]}"
             ) from exc
 
