@@ -150,12 +150,14 @@ def fold(records: Iterable[Any], *, subscription: str | None = None,
 
 
 async def scan(config: KafkaConfig, bootstrap: str, topic: str, *,
-               start: Mapping[int, int] | None = None, max_records: int = 500
-               ) -> AsyncGenerator[list[Any], None]:
+               start: Mapping[int, int] | None = None, until: Mapping[int, int] | None = None,
+               max_records: int = 500) -> AsyncGenerator[list[Any], None]:
     """Batches of ``topic``'s records, from the beginning (or, given ``start``, only on those
-    partitions, from those offsets) up to the end as it was when the scan started. No
-    consumer group, nothing committed; only one batch is held at a time. Use it inside
-    ``contextlib.aclosing`` when breaking out early."""
+    partitions, from those offsets) up to the end as it was when the scan started, and at
+    least up to ``until`` (exclusive offsets known to exist: a broker that reports end
+    offsets short cannot make the scan stop before them). No consumer group, nothing
+    committed; only one batch is held at a time. Use it inside ``contextlib.aclosing`` when
+    breaking out early."""
     consumer = AIOKafkaConsumer(**connection_options(config, bootstrap),
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_bytes=_FETCH_MAX_BYTES,
@@ -169,6 +171,8 @@ async def scan(config: KafkaConfig, bootstrap: str, topic: str, *,
         if not tps:
             return
         ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            ends[tp] = max(ends[tp], (until or {}).get(tp.partition, 0))
         for tp in tps:
             if start is None:
                 await consumer.seek_to_beginning(tp)

@@ -117,8 +117,9 @@ async def _replay(config: HubConfig, bootstrap: str, chosen: list[LetterState]
     producer = await start_producer(config.kafka, bootstrap)
     try:
         chunk: list[DeadLetter] = []
+        until = {partition: max(offsets) + 1 for partition, offsets in wanted.items()}
         async with aclosing(scan(config.kafka, bootstrap, config.dead_letter_topic,
-                                 start=start)) as batches:
+                                 start=start, until=until)) as batches:
             async for batch in batches:
                 for r in batch:
                     found = wanted.get(r.partition, {}).pop(r.offset, None)
