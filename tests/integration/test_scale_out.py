@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.events import Event
-from hub.leader import Claim, LeaderElection, choose_leader
+from hub.leader import LeaderElection
 from hub.leadership import lead
 from hub.worker import ensure_hub_topics
 from tests.support.kafka_reader import Record, read_topic
@@ -178,18 +178,6 @@ def unique(records: list[Record]) -> None:
     changes = Counter((r.type, r.key, r.data.get("version")) for r in records)
     assert all(n == 1 for n in ids.values()), f"duplicate event ids: {ids}"
     assert all(n == 1 for n in changes.values()), f"duplicate changes: {changes}"
-
-
-# --- leader election: pure choice ----------------------------------------------------------
-
-def test_the_last_holder_keeps_partition_zero_else_the_oldest_process_gets_it() -> None:
-    fresh = {"b": Claim(started_ms=20), "a": Claim(started_ms=30), "c": Claim(started_ms=20)}
-    assert choose_leader(fresh) == "b"  # oldest, then member id
-    holder = fresh | {"z": Claim(started_ms=99, acquired_ms=5)}
-    assert choose_leader(holder) == "z"  # a standby joining does not take it away
-    returning = holder | {"old": Claim(started_ms=1, acquired_ms=4)}
-    assert choose_leader(returning) == "z"  # a frozen ex-leader coming back does not either
-    assert choose_leader({"x": Claim.decode(b"garbage"), "y": Claim(started_ms=10**15)}) == "y"
 
 
 # --- leader election in one process: the invariant, and a graceful handover -------------
