@@ -166,7 +166,7 @@ def local_delivery(group_id_prefix: str, **extra: Any) -> dict[str, Any]:
 async def mlflow_server(db_uri: str, workdir: Path) -> AsyncIterator[tuple[Any, float]]:
     """A real ``mlflow server`` on ``db_uri`` (artifacts and its log in ``workdir``), stopped
     on exit; yields it and how many seconds it took to start."""
-    from hub.embedded import free_port
+    from hub.broker.embedded import free_port
     from tests.support.mlflow_server import MlflowServerProcess
 
     server = MlflowServerProcess(db_uri, free_port(), workdir / "artifacts",

@@ -251,7 +251,7 @@ def make_events(count: int, models: int, *, order: str = "interleaved",
 
 async def publish_all(config: Any, bootstrap: str, events: list[Any]) -> float:
     from hub.bus import Publisher
-    from hub.worker import ensure_hub_topics
+    from hub.deliver.worker import ensure_hub_topics
 
     await ensure_hub_topics(config, bootstrap)
     started = time.perf_counter()
@@ -319,7 +319,7 @@ class InFlight:
 async def running_worker(config: Any, bootstrap: str,
                          meters: dict[str, InFlight] | None = None
                          ) -> AsyncIterator[Any]:
-    from hub.worker import DeliveryWorker
+    from hub.deliver.worker import DeliveryWorker
 
     async with DeliveryWorker(config, bootstrap) as worker:
         for name, meter in (meters or {}).items():
@@ -477,7 +477,7 @@ async def latency_run(receiver: Receiver, bootstrap: str,
                       args: argparse.Namespace) -> dict[str, Any]:
     """Kafka -> receiver through the hub at a steady rate."""
     from hub.bus import new_producer
-    from hub.worker import ensure_hub_topics
+    from hub.deliver.worker import ensure_hub_topics
 
     phase, path = "latency", "/lat/steady"
     config = hub_config(bootstrap, f"bench.deliver.{phase}",
@@ -503,7 +503,7 @@ async def kafka_floor_run(bootstrap: str, args: argparse.Namespace) -> dict[str,
     from aiokafka import AIOKafkaConsumer
 
     from hub.bus import new_producer
-    from hub.worker import ensure_hub_topics
+    from hub.deliver.worker import ensure_hub_topics
 
     phase = "floor"
     config = hub_config(bootstrap, f"bench.deliver.{phase}", [], args, phase)
@@ -561,9 +561,9 @@ async def micro_costs(bootstrap: str, args: argparse.Namespace) -> dict[str, Any
     from hub.bus import new_producer
     from hub.codec import decode, encode
     from hub.config import SubscriptionConfig
-    from hub.jobs import Attempt
+    from hub.deliver.jobs import Attempt
+    from hub.deliver.routing import matches
     from hub.metrics import Metrics
-    from hub.routing import matches
     from hub.signing import standard_body, standard_headers
 
     n = args.micro_n
@@ -574,7 +574,7 @@ async def micro_costs(bootstrap: str, args: argparse.Namespace) -> dict[str, Any
                       subscription="s", attempt=1, status="delivered", http_status=200,
                       latency_ms=1.23, error="", at=datetime.now(UTC).isoformat())
     fields = {k: v for k, v in attempt.__dict__.items() if k != "extra"}
-    log = structlog.get_logger("hub.dispatch")
+    log = structlog.get_logger("hub.deliver.dispatch")
     metrics = Metrics()
 
     def attempt_dict() -> bytes:
@@ -699,7 +699,7 @@ def median(values: list[float]) -> float:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from hub.embedded import EmbeddedBroker
+    from hub.broker.embedded import EmbeddedBroker
 
     phases = set(args.phases.split(","))
     r: dict[str, Any] = {**run_info(), "events": args.events, "models": args.models,

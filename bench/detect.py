@@ -57,13 +57,13 @@ from common import (
 use_checkout()  # run as a script: make `hub` and `tests.support` importable
 quiet_mlflow()
 
-import hub.detector as detector_module  # noqa: E402
+import hub.detect.detector as detector_module  # noqa: E402
 from hub.app import Hub, Roles  # noqa: E402
+from hub.broker.embedded import EmbeddedBroker  # noqa: E402
 from hub.config import HubConfig  # noqa: E402
-from hub.detector import Detector  # noqa: E402
-from hub.diff import diff  # noqa: E402
-from hub.embedded import EmbeddedBroker  # noqa: E402
-from hub.snapshot import Snapshot  # noqa: E402
+from hub.detect.detector import Detector  # noqa: E402
+from hub.detect.diff import diff  # noqa: E402
+from hub.detect.snapshot import Snapshot  # noqa: E402
 
 T = TypeVar("T")
 TAG_KEY = "bench_seq"

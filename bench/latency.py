@@ -457,7 +457,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from hub.embedded import EmbeddedBroker
+    from hub.broker.embedded import EmbeddedBroker
 
     r: dict[str, Any] = {**run_info(), "mlflow": mlflow.__version__, "models": args.models,
                          "versions": args.versions, "mutations": args.mutations,

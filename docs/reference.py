@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from hub.config import HubConfig, Section
-from hub.detector import stamp
-from hub.diff import diff
+from hub.detect.detector import stamp
+from hub.detect.diff import diff
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.events import EventType
-from hub.snapshot import ModelState, Snapshot, VersionState
 
 README = Path(__file__).parents[1] / "README.md"
 SECTIONS = ("catalog", "config")

@@ -6,12 +6,12 @@ The names below are the public surface for users and plugin authors; plugin test
 """
 
 from hub.config import HubConfig, SubscriptionConfig, load_config
-from hub.diff import apply, diff
+from hub.detect.diff import apply, diff
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.errors import BusError, ConfigError, HubError, PluginError, SourceError
 from hub.events import EVENT_TYPES, Change, Event, EventType
 from hub.outcome import Outcome, Status
 from hub.plugins import Handler, HandlerContext, HandlerOptions, is_test
-from hub.snapshot import ModelState, Snapshot, VersionState
 
 __all__ = [
     "EVENT_TYPES",

@@ -1,8 +1,8 @@
-"""The hub process: composes the embedded broker (if asked for), the detector (with leader
-election on a real cluster), the delivery worker, the runtime subscription store and the
-HTTP listener (admin API, metrics, health, MLflow ingest), as async context managers on one
-``AsyncExitStack``: started in that order, closed in reverse. A :class:`~hub.topics.TopicKeeper`
-re-creates their topics if the broker comes back without them."""
+"""The hub process: composes the embedded broker (if asked for), the detector (with leader election
+on a real cluster), the delivery worker, the runtime subscription store and the HTTP listener
+(admin API, metrics, health, MLflow ingest), as async context managers on one ``AsyncExitStack``:
+started in that order, closed in reverse. A :class:`~hub.broker.topics.TopicKeeper` re-creates
+their topics if the broker comes back without them."""
 
 from __future__ import annotations
 
@@ -12,21 +12,21 @@ from dataclasses import dataclass
 
 import structlog
 
-from hub.admin import AdminServer
+from hub.admin.server import AdminServer
+from hub.admin.store import SubscriptionStore
+from hub.broker.embedded import EmbeddedBroker
+from hub.broker.journal import Journal
+from hub.broker.topics import TopicKeeper
 from hub.bus import Publisher
-from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig
-from hub.detector import Detector, EventSink
-from hub.embedded import EmbeddedBroker
-from hub.journal import Journal
-from hub.leader import LeaderElection
-from hub.leadership import STOP_PATIENCE_S, lead
+from hub.deliver.worker import DeliveryWorker, ensure_hub_topics, hub_topic_specs
+from hub.detect.checkpoint import KafkaCheckpoint
+from hub.detect.detector import Detector, EventSink
+from hub.detect.source import RegistrySource
+from hub.elect.election import LeaderElection
+from hub.elect.lead import STOP_PATIENCE_S, lead
 from hub.metrics import Metrics
 from hub.redaction import redact_url
-from hub.source import RegistrySource
-from hub.substore import SubscriptionStore
-from hub.topics import TopicKeeper
-from hub.worker import DeliveryWorker, ensure_hub_topics, hub_topic_specs
 
 log = structlog.get_logger(__name__)
 

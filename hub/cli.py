@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("deliver", parents=[common], help="delivery workers only")
     sub.add_parser("check-config", parents=[common],
                    help="validate the configuration and handler options, then exit")
-    from hub.mlflow_webhook import add_mlflow_webhook_parser
-    from hub.replay import add_replay_parser
+    from hub.deliver.replay import add_replay_parser
+    from hub.ingest.mlflow_webhook import add_mlflow_webhook_parser
 
     add_replay_parser(sub, common)
     add_mlflow_webhook_parser(sub, common)
@@ -78,11 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"kafka={config.kafka.bootstrap_servers}, topic={config.kafka.topic}")
         return EXIT_OK
     if args.command == "replay":
-        from hub.replay import run_replay
+        from hub.deliver.replay import run_replay
 
         return _run(run_replay(config, args))
     if args.command == "mlflow-webhook":
-        from hub.mlflow_webhook import run_mlflow_webhook
+        from hub.ingest.mlflow_webhook import run_mlflow_webhook
 
         return _run(run_mlflow_webhook(config, args))
     roles = {"run": Roles(), "detect": Roles(deliver=False), "deliver": Roles(detect=False)}

@@ -14,7 +14,7 @@ Every exception class defined in ``hub`` and ``handlers`` (a test keeps this com
     ├── BusError              hub.errors      Kafka unreachable or refusing a request
     ├── PluginError           hub.errors      a handler plugin cannot be loaded or built
     ├── SignatureError        hub.signing     a signed request (MLflow push) did not verify
-    └── HubClientError        hub.client      the admin API answered an error (HubClient)
+    └── HubClientError        hub.admin.client  the admin API answered an error (HubClient)
 
     Outside HubError, on purpose: each derives from what the code around it catches.
 
@@ -24,14 +24,14 @@ Every exception class defined in ``hub`` and ``handlers`` (a test keeps this com
     aiohttp.ClientError
     └── RedirectRefused       hub.http        a 3xx that the session would have followed
     ValueError
-    ├── MalformedPush         hub.ingest      answered 400; never leaves the ingest route
+    ├── MalformedPush         hub.ingest.push   answered 400; never leaves the ingest route
     └── TemplateError         handlers.slack_messages
                                               pydantic reports a ValueError of a validator
                                               as an option error naming the field
     Exception
-    ├── ApiError              hub.admin_bodies  an admin API answer (status, message,
+    ├── ApiError              hub.admin.bodies  an admin API answer (status, message,
     │                                           field); never leaves the admin routes
-    └── TooLarge              hub.ingest      a body over the limit; answered 413
+    └── TooLarge              hub.ingest.push   a body over the limit; answered 413
 """
 
 from __future__ import annotations

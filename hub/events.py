@@ -1,6 +1,6 @@
 """The event catalog and the event value that travels through Kafka.
 
-``hub.diff`` produces :class:`Change` values (what changed, pure). The detector *stamps* them
+``hub.detect.diff`` produces :class:`Change` values (what changed, pure). The detector *stamps* them
 into :class:`Event` values: an id (:func:`event_id`), a time, the registry's URI. The type
 names match MLflow's own webhook event names where the two overlap.
 """

@@ -12,7 +12,7 @@ rather than on calls:
   acknowledgement (or the failure you asked for) and records what was acknowledged.
 * :class:`MemorySink`, :class:`MemoryCheckpoint`, :class:`StaticScanner` — the detector's
   three edges (events topic, checkpoint topic, registry scan), to run
-  :class:`hub.detector.Detector` rounds without a broker or an MLflow server.
+  :class:`hub.detect.detector.Detector` rounds without a broker or an MLflow server.
 * :func:`make_event` — an :class:`~hub.events.Event` with plausible defaults.
 
 Nothing here is imported by the running hub.
@@ -30,12 +30,12 @@ from typing import Any, NamedTuple
 
 from aiokafka.errors import KafkaConnectionError
 
-from hub.checkpoint import DetectorState
+from hub.detect.checkpoint import DetectorState
+from hub.detect.snapshot import ModelState, Snapshot
 from hub.errors import BusError, SourceError
 from hub.events import Event
 from hub.http import HttpClients
 from hub.plugins import HandlerContext
-from hub.snapshot import ModelState, Snapshot
 
 __all__ = [
     "FakeHandlerContext",
@@ -202,7 +202,7 @@ class MemorySink:
 
 class MemoryCheckpoint:
     """The detector's checkpoint topic, record by record as
-    :class:`hub.checkpoint.KafkaCheckpoint` writes it: ``save`` stores the records of the
+    :class:`hub.detect.checkpoint.KafkaCheckpoint` writes it: ``save`` stores the records of the
     ``changed`` models (serialised, as on the topic), drops the ``removed`` ones and, with
     ``baseline``, the epoch marker; ``load`` rebuilds the state from those records. So a
     detector that forgets to save a model it changed loads a state without that change.

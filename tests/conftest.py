@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hub.embedded import free_port, start_broker_process, stop_process, wait_kafka_ready
+from hub.broker.embedded import free_port, start_broker_process, stop_process, wait_kafka_ready
 from tests.support.mlflow_server import MlflowServer, MlflowServerFactory, MlflowServerProcess
 
 if TYPE_CHECKING:  # importing mlflow costs ~2 s: only the tests that need it pay for it

@@ -167,7 +167,7 @@ def test_detect_publishes_cloudevents_to_an_external_broker(
 def test_a_hub_that_cannot_read_its_registry_says_why_instead_of_ready(
     tmp_path: Path, start_hub: Callable[..., HubProcess]
 ) -> None:
-    from hub.embedded import free_port
+    from hub.broker.embedded import free_port
 
     registry = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     hub = start_hub(["run"], tmp_path, clean_env(

@@ -16,8 +16,8 @@ import pytest
 
 from hub.bus import Publisher
 from hub.config import HubConfig
+from hub.deliver.worker import ensure_hub_topics
 from hub.events import Event
-from hub.worker import ensure_hub_topics
 from tests.support.wait import eventually
 
 PLUGIN_SRC = Path(__file__).parents[1] / "plugins" / "example_plugin"

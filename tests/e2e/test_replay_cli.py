@@ -13,9 +13,9 @@ import yaml
 
 from hub.bus import start_producer
 from hub.config import HubConfig
+from hub.deliver.jobs import DeadLetter
+from hub.deliver.worker import ensure_hub_topics
 from hub.events import Event
-from hub.jobs import DeadLetter
-from hub.worker import ensure_hub_topics
 from tests.support.hub_process import clean_env
 from tests.support.kafka_reader import read_topic
 

@@ -43,7 +43,7 @@ import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hub.embedded import free_port
+from hub.broker.embedded import free_port
 from hub.signing import mlflow_headers
 from tests.support.hub_process import STARTUP_TIMEOUT_S, HubProcess, clean_env
 from tests.support.receiver import Receiver, running_receiver

@@ -1,5 +1,5 @@
 """The admin API on a real hub: a delivery worker on the session broker, a real receiver,
-runtime subscriptions through ``hub.client``, the compacted subscription topic, health,
+runtime subscriptions through ``hub.admin.client``, the compacted subscription topic, health,
 metrics, deliveries, dead letters and replay, and a fuzz of every endpoint that takes a body.
 """
 
@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from yarl import URL
 
-from hub.admin import AdminServer
+from hub.admin.client import HubClient, HubClientError
+from hub.admin.server import AdminServer
+from hub.admin.store import SubscriptionStore, store_topic
 from hub.app import Hub, Roles
-from hub.client import HubClient, HubClientError
+from hub.broker.embedded import free_port
 from hub.config import load_config
-from hub.embedded import free_port
-from hub.substore import SubscriptionStore, store_topic
 from tests.support.admin import ADMIN_TOKEN, Api, admin_config, running_hub, transition
 from tests.support.delivery import publish, webhook
 from tests.support.receiver import SECRET, Receiver, running_receiver

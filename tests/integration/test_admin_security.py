@@ -24,10 +24,10 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from hub.admin import AdminServer
+from hub.admin.server import AdminServer
 from hub.app import Hub, Roles
+from hub.broker.embedded import free_port
 from hub.config import HubConfig
-from hub.embedded import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,15 +23,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from structlog.testing import capture_logs
 
+from hub.admin.store import SubscriptionStore
 from hub.app import Hub, Roles
+from hub.broker.resets import ResetWatch
+from hub.broker.topics import TopicKeeper
 from hub.bus import Publisher, close_client, ensure_topics
-from hub.checkpoint import KafkaCheckpoint
 from hub.config import HubConfig, SubscriptionConfig
+from hub.detect.checkpoint import KafkaCheckpoint
 from hub.errors import BusError
 from hub.events import Event
-from hub.resets import ResetWatch
-from hub.substore import SubscriptionStore
-from hub.topics import TopicKeeper
 from tests.support.broker import Broker, running_broker
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import SECRET, running_receiver

@@ -11,8 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from hub.config import HubConfig
+from hub.deliver.replay import dead_letters, replay_dead_letters, replay_events
 from hub.events import Event
-from hub.replay import dead_letters, replay_dead_letters, replay_events
 from tests.support.delivery import delivery_config, event, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import Receiver, running_receiver

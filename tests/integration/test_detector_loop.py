@@ -14,11 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mlflow.tracking import MlflowClient
 
 from hub.app import Hub, Roles
-from hub.checkpoint import BASELINE_KEY
 from hub.config import HubConfig
+from hub.detect.checkpoint import BASELINE_KEY
+from hub.detect.snapshot import ModelState
 from hub.errors import BusError
 from hub.events import Event
-from hub.snapshot import ModelState
 from tests.support.detector import hub_config
 from tests.support.kafka_reader import read_topic
 from tests.support.wait import eventually, until

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from hub.app import Hub, Roles
 from hub.config import HubConfig
-from hub.detector import Detector
+from hub.detect.detector import Detector
 from tests.support.detector import hub_config
 from tests.support.kafka_reader import by_key, read_topic
 

@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 from structlog.testing import capture_logs
 
-from hub.embedded import EmbeddedBroker, wait_kafka_ready
+from hub.broker.embedded import EmbeddedBroker, wait_kafka_ready
 from hub.errors import BusError
 
 

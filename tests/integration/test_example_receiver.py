@@ -15,7 +15,7 @@ from types import ModuleType
 import aiohttp
 import pytest
 
-from hub.embedded import free_port
+from hub.broker.embedded import free_port
 from hub.events import Event
 from hub.signing import standard_body, standard_headers
 from tests.support.receiver import SECRET

@@ -28,11 +28,11 @@ from mlflow.tracking import MlflowClient
 from structlog.testing import capture_logs
 
 from hub.app import Hub, Roles
+from hub.broker.embedded import free_port
 from hub.config import HubConfig
-from hub.embedded import free_port
 from hub.errors import HubError
-from hub.ingest import add_ingest_routes
-from hub.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_mlflow_webhook
+from hub.ingest.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_mlflow_webhook
+from hub.ingest.push import add_ingest_routes
 from tests.support.kafka_reader import read_topic
 from tests.support.wait import until
 

@@ -1,4 +1,4 @@
-"""The embedded broker's journal (hub/journal.py) on real Tansu brokers: what one broker held
+"""The embedded broker's journal (hub/broker/journal.py) on real Tansu brokers: what one broker held
 — records at their offsets with keys, headers and timestamps, and consumer-group offsets —
 is in the next, empty broker; a torn last line is cut off; one hub per directory."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.broker.embedded import EmbeddedBroker
+from hub.broker.journal import Journal
 from hub.bus import ensure_topics, new_group_consumer, start_producer
 from hub.config import KafkaConfig
-from hub.embedded import EmbeddedBroker
 from hub.errors import BusError
-from hub.journal import Journal
 
 pytestmark = pytest.mark.timeout(120)
 KAFKA = KafkaConfig()

@@ -11,11 +11,11 @@ import pytest
 
 from hub.bus import start_producer
 from hub.config import HubConfig
-from hub.dlq import LetterState
+from hub.deliver.dlq import LetterState
+from hub.deliver.jobs import DeadLetter
+from hub.deliver.replay import dead_letters, replay_dead_letters
+from hub.deliver.worker import ensure_hub_topics
 from hub.events import Event
-from hub.jobs import DeadLetter
-from hub.replay import dead_letters, replay_dead_letters
-from hub.worker import ensure_hub_topics
 from tests.support.delivery import delivery_config, event, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
 from tests.support.receiver import running_receiver

@@ -16,8 +16,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
+from hub.admin.store import store_topic
 from hub.config import HubConfig
-from hub.substore import store_topic
 from tests.support.admin import Api, admin_config, running_hub, transition
 from tests.support.delivery import publish, webhook
 from tests.support.kafka_reader import read_topic

@@ -29,10 +29,10 @@ from mlflow.tracking import MlflowClient
 
 from hub.bus import Publisher
 from hub.config import HubConfig
+from hub.deliver.worker import ensure_hub_topics
+from hub.elect.election import LeaderElection
+from hub.elect.lead import lead
 from hub.events import Event
-from hub.leader import LeaderElection
-from hub.leadership import lead
-from hub.worker import ensure_hub_topics
 from tests.support.kafka_reader import Record, read_topic
 from tests.support.receiver import SECRET, Receiver, running_receiver
 

@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 
 from hub.bus import Publisher
 from hub.config import HubConfig
+from hub.deliver.worker import ensure_hub_topics
 from hub.events import Event
-from hub.worker import ensure_hub_topics
 from tests.support.admin import Api, admin_config, running_hub
 from tests.support.delivery import event, publish, webhook
 from tests.support.kafka_reader import read_topic

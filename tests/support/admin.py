@@ -14,12 +14,12 @@ from typing import Any
 
 import aiohttp
 
-from hub.admin import AdminServer
+from hub.admin.client import HubClient
+from hub.admin.server import AdminServer
+from hub.admin.store import SubscriptionStore
 from hub.app import Hub, Roles
-from hub.client import HubClient
 from hub.config import HubConfig
 from hub.events import Event
-from hub.substore import SubscriptionStore
 
 ADMIN_TOKEN = "admin-token-" + uuid.uuid4().hex
 

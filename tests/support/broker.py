@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from hub.embedded import free_port, start_broker_process, stop_process, wait_kafka_ready
+from hub.broker.embedded import free_port, start_broker_process, stop_process, wait_kafka_ready
 
 
 class Broker:

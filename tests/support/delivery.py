@@ -12,8 +12,8 @@ from typing import Any
 
 from hub.bus import Publisher
 from hub.config import HubConfig
+from hub.deliver.worker import DeliveryWorker, ensure_hub_topics
 from hub.events import Event
-from hub.worker import DeliveryWorker, ensure_hub_topics
 from tests.support.receiver import SECRET
 
 

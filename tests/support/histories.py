@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from hub.snapshot import ModelState, Snapshot, VersionState
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 
 NAMES = ["alpha", "beta", "gamma"]
 OPERATIONS = ["create", "delete", "rename", "untag", "describe", "version", "unversion", "alias",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from handlers.console import describe
 from handlers.deploy_targets import deploy_request, record
 from handlers.slack_messages import build_message
-from hub.admin_bodies import ApiError, mask, merge_patch, parse_object, sample_event, unmask, view
+from hub.admin.bodies import ApiError, mask, merge_patch, parse_object, sample_event, unmask, view
 from hub.config import SubscriptionConfig
 from hub.plugins import TEST_FLAG, is_test
 from hub.signing import webhook_body

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.config import DetectorConfig
-from hub.detector import Detector
+from hub.detect.detector import Detector
 
 
 def detector(**config: Any) -> Detector:

@@ -1,5 +1,5 @@
 """Detection rounds (scan → diff → stamp → publish → checkpoint) over the in-memory edges of
-:mod:`hub.testing`: the rules of ``hub.detector`` in milliseconds, without a broker or an
+:mod:`hub.testing`: the rules of ``hub.detect.detector`` in milliseconds, without a broker or an
 MLflow server. The same rules against real ones: tests/integration/test_detector_loop.py."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 
-from hub.checkpoint import DetectorState
 from hub.config import DetectorConfig
-from hub.detector import Detector
+from hub.detect.checkpoint import DetectorState
+from hub.detect.detector import Detector
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.events import Event
 from hub.metrics import Metrics
-from hub.snapshot import ModelState, Snapshot, VersionState
 from hub.testing import MemoryCheckpoint, MemorySink, StaticScanner
 from tests.support.histories import histories
 from tests.support.wait import eventually

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.diff import apply, diff
+from hub.detect.diff import apply, diff
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.events import EventType
-from hub.snapshot import ModelState, Snapshot, VersionState
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 small_text = st.sampled_from(["", "x", "yes", "true", "validated"])

@@ -1,4 +1,4 @@
-"""One delivery attempt taken to a durable end (``hub.dispatch.Dispatcher``), over
+"""One delivery attempt taken to a durable end (``hub.deliver.dispatch.Dispatcher``), over
 ``hub.testing.FakeProducer``: what is written where, acknowledged, for each outcome — with
 jitter on, and the clock and the random draw injected. The same flows through a real broker
 and a real receiver: tests/integration/test_delivery.py."""
@@ -9,12 +9,12 @@ import asyncio
 import json
 
 from hub.config import DeliveryConfig, SubscriptionConfig
-from hub.dispatch import Dispatcher, Topics
+from hub.deliver.dispatch import Dispatcher, Topics
+from hub.deliver.jobs import DeadLetter, Job
+from hub.deliver.running import RunningSubscription
 from hub.events import Event
-from hub.jobs import DeadLetter, Job
 from hub.metrics import Metrics
 from hub.outcome import Outcome, Status
-from hub.running import RunningSubscription
 from hub.testing import FakeProducer, make_event
 from tests.support.wait import eventually
 

@@ -1,5 +1,5 @@
-"""The dead-letter view's fold (hub.dlq) and replay's choice (hub.replay.choose): pure, no
-broker. A naive model over the whole record list is the reference."""
+"""The dead-letter view's fold (hub.deliver.dlq) and replay's choice (hub.deliver.replay.choose):
+pure, no broker. A naive model over the whole record list is the reference."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.dlq import DeadLetterView, fold
+from hub.deliver.dlq import DeadLetterView, fold
+from hub.deliver.jobs import DeadLetter, DeadLetterMark
+from hub.deliver.replay import choose
 from hub.events import Event
-from hub.jobs import DeadLetter, DeadLetterMark
-from hub.replay import choose
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

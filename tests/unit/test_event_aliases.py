@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hub.config import HubConfig, SubscriptionConfig
+from hub.deliver.routing import matches
 from hub.event_aliases import ALIASES, UNSUPPORTED, expand, is_alias, resolve
 from hub.events import EVENT_TYPES, Event
-from hub.routing import matches
 
 STAGE = "model_version.stage_transitioned"
 

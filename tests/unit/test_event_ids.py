@@ -1,4 +1,4 @@
-"""Property tests of event ids (``hub.events.event_id`` and ``hub.detector.stamp``): unique
+"""Property tests of event ids (``hub.events.event_id`` and ``hub.detect.detector.stamp``): unique
 forever, stable under re-publication.
 
 Histories come from a small registry simulator (:mod:`tests.support.histories`).
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.detector import stamp
-from hub.diff import diff
+from hub.detect.detector import stamp
+from hub.detect.diff import diff
+from hub.detect.snapshot import ModelState, Snapshot
 from hub.events import Change, Event, EventType, event_id
-from hub.snapshot import ModelState, Snapshot
 from tests.support.histories import NAMES, OPERATIONS, VALUES, histories, operate
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

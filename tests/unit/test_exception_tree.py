@@ -13,7 +13,7 @@ import hub
 import hub.errors
 
 NODE = re.compile(r"^(?P<indent>[│ ]*)(?:[├└]── )?(?P<name>[\w.]+)(?:\s{2,}(?P<module>"
-                  r"(?:hub|handlers)\.\w+))?(?:\s{2,}.*)?$")
+                  r"(?:hub|handlers)(?:\.\w+)+))?(?:\s{2,}.*)?$")
 
 
 def defined_exceptions() -> dict[str, type[BaseException]]:

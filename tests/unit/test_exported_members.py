@@ -27,9 +27,10 @@ HUB = {
     "Handler": "hub.plugins", "HandlerContext": "hub.plugins", "HandlerOptions": "hub.plugins",
     "is_test": "hub.plugins",
     "HubConfig": "hub.config", "SubscriptionConfig": "hub.config", "load_config": "hub.config",
-    "ModelState": "hub.snapshot", "Snapshot": "hub.snapshot", "VersionState": "hub.snapshot",
+    "ModelState": "hub.detect.snapshot", "Snapshot": "hub.detect.snapshot",
+    "VersionState": "hub.detect.snapshot",
     "Outcome": "hub.outcome", "Status": "hub.outcome",
-    "apply": "hub.diff", "diff": "hub.diff",
+    "apply": "hub.detect.diff", "diff": "hub.detect.diff",
 }
 TESTING = ["FakeHandlerContext", "FakeProducer", "MemoryCheckpoint", "MemorySink", "SentRecord",
            "StaticScanner", "make_event"]

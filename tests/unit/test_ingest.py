@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 from hub.config import HubConfig
 from hub.errors import SourceError
 from hub.events import Event
-from hub.ingest import DeliveryIds, MalformedPush, add_ingest_routes, parse_push
+from hub.ingest.push import DeliveryIds, MalformedPush, add_ingest_routes, parse_push
 
 SECRET = "ingest-unit-secret-3f9a"
 NOW = 1_800_000_000
@@ -462,7 +462,7 @@ def test_default_ingest_url_follows_the_admin_address() -> None:
     import socket
 
     from hub.config import AdminConfig
-    from hub.mlflow_webhook import default_ingest_url
+    from hub.ingest.mlflow_webhook import default_ingest_url
 
     assert default_ingest_url(AdminConfig(host="hub.internal", port=8080)) == (
         "http://hub.internal:8080/ingest/mlflow")

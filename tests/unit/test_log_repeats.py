@@ -32,4 +32,4 @@ def test_each_aiokafka_message_is_shown_once_per_window_with_a_count() -> None:
 def test_other_loggers_pass_untouched() -> None:
     repeats = RepeatFilter(window_s=60, clock=lambda: 0.0)
     assert all(repeats.filter(_record("aiokafkax", "same")) for _ in range(3))
-    assert all(repeats.filter(_record("hub.lane", "same")) for _ in range(3))
+    assert all(repeats.filter(_record("hub.deliver.lane", "same")) for _ in range(3))

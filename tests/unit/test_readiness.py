@@ -9,7 +9,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from hub.admin import AdminServer
+from hub.admin.server import AdminServer
 from hub.config import HubConfig
 from hub.ready import not_ready
 

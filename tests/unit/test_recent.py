@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hub.detect.recent import RecentEvents
 from hub.events import Event
-from hub.recent import RecentEvents
 
 
 def _event(n: int) -> Event:

@@ -1,4 +1,4 @@
-"""The retry schedule (``hub.retrypolicy.next_delay``): which wait comes after which attempt,
+"""The retry schedule (``hub.deliver.schedule.next_delay``): which wait comes after which attempt,
 how jitter spreads it, and how an endpoint's Retry-After outweighs it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.config import DeliveryConfig
-from hub.retrypolicy import max_attempts, next_delay
+from hub.deliver.schedule import max_attempts, next_delay
 
 DEFAULT = DeliveryConfig().retry_schedule_s
 delays = st.floats(min_value=0, max_value=86_400, allow_nan=False)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.config import SubscriptionConfig
+from hub.deliver.running import CUT_SHORT, RunningSubscription
 from hub.events import Event
 from hub.outcome import Outcome, Status
-from hub.running import CUT_SHORT, RunningSubscription
 
 
 class GatedHandler:

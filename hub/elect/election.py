@@ -11,7 +11,7 @@ Guarantee and its limits:
 * **At most one active detector while group membership is healthy.** Kafka's (eager)
   rebalance revokes partition 0 from the old holder before anyone else is assigned it, and
   the revocation callback waits until the caller stepped down (:meth:`stepped_down`, done by
-  :func:`hub.leadership.lead` once the detector loop has returned) or
+  :func:`hub.elect.lead.lead` once the detector loop has returned) or
   ``handover_timeout_s`` passed.
 * **A leader must keep proving its membership.** It renews a lease by committing its offset
   on partition 0 every heartbeat interval; the broker refuses the commit from a member it
@@ -24,7 +24,7 @@ Guarantee and its limits:
 * **After a SIGKILL** the standby takes over after the session timeout plus one rebalance,
   then reloads the detector checkpoint from Kafka and catches up on what changed meanwhile.
 * **A broker that comes back empty** has no coordination topic and no group: the hub's
-  :class:`~hub.topics.TopicKeeper` creates the topic again, the members join again, and the
+  :class:`~hub.broker.topics.TopicKeeper` creates the topic again, the members join again, and the
   last holder (else the oldest process) leads again. Until then no one leads, and
   :attr:`LeaderElection.leader_elsewhere` is False, so ``/readyz`` says so: a standby counts
   as ready only while a settled group gave partition 0 to another member.
@@ -156,7 +156,7 @@ class LeaderElection:
 
     ``await election.wait_until_leader()``, then act while :attr:`is_leader`; learn of the
     loss with :meth:`wait_until_lost` (or the :attr:`lost` event), stop acting, and call
-    :meth:`stepped_down`. :func:`hub.leadership.lead` does exactly this for the detector.
+    :meth:`stepped_down`. :func:`hub.elect.lead.lead` does exactly this for the detector.
     """
 
     def __init__(self, kafka: KafkaConfig, bootstrap_servers: str, *, group_id: str,

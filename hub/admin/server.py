@@ -1,7 +1,7 @@
 """The admin HTTP API: health, metrics, subscriptions, deliveries, dead letters.
 
 One hardened listener (:mod:`hub.listener`) on ``admin.host:admin.port`` (``/ingest/mlflow``
-shares it). A bearer token guards every ``/api/*`` route, always (:mod:`hub.admin_token`:
+shares it). A bearer token guards every ``/api/*`` route, always (:mod:`hub.admin.token`:
 configured, or generated and kept); ``/healthz``, ``/readyz``, ``/metrics`` and the signed
 ``/ingest`` stay open. Requests that change state (POST, PUT, PATCH under ``/api``) must be
 ``application/json``, so no HTML form can forge one. Every answer is JSON
@@ -10,7 +10,7 @@ bad query parameter), 401 missing or wrong token, 404 unknown subscription, 409 
 (config-file) subscription or name taken, 415 not JSON, 421 a foreign ``Host`` on a loopback
 listener, 422 a well-formed subscription that fails validation, 503 Kafka unavailable (and
 ``/readyz`` when a check fails). Bad input never yields a 5xx. The subscription routes are
-in :mod:`hub.admin_subscriptions`, the pure body handling in :mod:`hub.admin_bodies`.
+in :mod:`hub.admin.subscription_routes`, the pure body handling in :mod:`hub.admin.bodies`.
 
 Secrets never leave: subscription options are shown with every secret (``SecretStr``
 fields, ``secret``/``token``/``password``/``authorization`` keys, header values) as
@@ -32,20 +32,20 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub.admin_bodies import ApiError, parse_object
-from hub.admin_subscriptions import SubscriptionRoutes
-from hub.admin_token import AdminToken, admin_token
+from hub.admin.bodies import ApiError, parse_object
+from hub.admin.subscription_routes import SubscriptionRoutes
+from hub.admin.token import AdminToken, admin_token
 from hub.bus import connection_options, recent_records
+from hub.deliver.jobs import Attempt
+from hub.deliver.replay import dead_letters, replay_dead_letters
 from hub.errors import BusError
-from hub.ingest import add_ingest_routes
-from hub.jobs import Attempt
+from hub.ingest.push import add_ingest_routes
 from hub.listener import Listener
 from hub.outcome import Status
-from hub.replay import dead_letters, replay_dead_letters
 
 if TYPE_CHECKING:
+    from hub.admin.store import SubscriptionStore
     from hub.app import Hub
-    from hub.substore import SubscriptionStore
 
 log = structlog.get_logger(__name__)
 

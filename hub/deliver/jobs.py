@@ -3,7 +3,7 @@
 * :class:`Job` — a delivery to make at ``due_ms`` (retry topic; replay writes them too).
 * :class:`DeadLetter` — a delivery that reached a final failure (dead-letter topic).
 * :class:`DeadLetterMark` — what became of a dead letter later: replayed, delivered (the
-  dead-letter topic too, next to the dead letter; :mod:`hub.dlq` folds them).
+  dead-letter topic too, next to the dead letter; :mod:`hub.deliver.dlq` folds them).
 * :class:`Attempt` — one attempt and how it went (deliveries topic, and the log).
 """
 

@@ -9,10 +9,10 @@ ids, on restart. A lost checkpoint means a new baseline and a new epoch: new ids
 
 A broker that comes back empty loses the checkpoint: :meth:`KafkaCheckpoint.lost` tells, by
 the topic now ending below a record this process wrote or read, and the detector then
-writes its in-memory state back whole (:meth:`hub.detector.Detector.poll_once`).
+writes its in-memory state back whole (:meth:`hub.detect.detector.Detector.poll_once`).
 
 Format 1 (before epochs) is still read: its marker has no epoch, and the detector gives it
-one before publishing anything (see :meth:`hub.detector.Detector.poll_once`).
+one before publishing anything (see :meth:`hub.detect.detector.Detector.poll_once`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from hub.bus import (
     start_producer,
 )
 from hub.config import KafkaConfig
+from hub.detect.snapshot import ModelState, Snapshot
 from hub.errors import BusError
-from hub.snapshot import ModelState, Snapshot
 
 log = structlog.get_logger(__name__)
 

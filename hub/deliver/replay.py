@@ -4,7 +4,7 @@ Replay does not deliver by itself: it writes fresh jobs (attempt 1, due now) to 
 topic, and the running workers deliver them with the usual retries and dead-lettering.
 
 A dead letter is replayed once per request that asks for it, never again by itself
-(:mod:`hub.dlq` has the states). A replay folds the dead-letter topic to one state per
+(:mod:`hub.deliver.dlq` has the states). A replay folds the dead-letter topic to one state per
 (event, subscription) and replays those whose latest state is ``dead``; one that is
 ``replayed`` (its replay has no outcome yet) or ``delivered`` (since a replay) is skipped,
 unless the request names the event (``event_id``). For each replayed one it first writes a
@@ -34,10 +34,10 @@ from aiokafka import AIOKafkaProducer
 from hub.bus import read_to_end, start_producer
 from hub.codec import decode
 from hub.config import HubConfig
-from hub.dlq import STATES, DeadLetterView, LetterState, scan
+from hub.deliver.dlq import STATES, DeadLetterView, LetterState, scan
+from hub.deliver.jobs import DeadLetter, DeadLetterMark, Job
+from hub.deliver.routing import route
 from hub.errors import BusError, ConfigError
-from hub.jobs import DeadLetter, DeadLetterMark, Job
-from hub.routing import route
 
 log = structlog.get_logger(__name__)
 

@@ -1,14 +1,14 @@
 """One delivery attempt, taken to a durable end.
 
 ``Dispatcher.deliver`` looks the subscription up by name — the
-:class:`~hub.running.RunningSubscription` in effect at that moment, so an attempt is made
+:class:`~hub.deliver.running.RunningSubscription` in effect at that moment, so an attempt is made
 with one subscription's filter and handler together — calls its handler once, records the
 attempt (the deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success
 and WARNING for anything else), and then makes the outcome *final* before it returns:
 
 * delivered → done (a replayed delivery also writes a ``delivered`` mark to the dead-letter
-  topic, acknowledged, so a later replay skips that dead letter; see :mod:`hub.dlq`);
-* transient failure → a :class:`~hub.jobs.Job` for the next attempt is written to the retry
+  topic, acknowledged, so a later replay skips that dead letter; see :mod:`hub.deliver.dlq`);
+* transient failure → a :class:`~hub.deliver.jobs.Job` for the next attempt is written to the retry
   topic and acknowledged (durably scheduled), unless the schedule is exhausted; a replayed
   job's next job is marked replayed too;
 * final failure, 410 Gone, exhausted schedule, unknown subscription → a dead-letter record
@@ -35,12 +35,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from hub.config import DeliveryConfig
+from hub.deliver.jobs import Attempt, DeadLetter, DeadLetterMark, Job
+from hub.deliver.running import RunningSubscription
+from hub.deliver.schedule import next_delay
 from hub.events import Event
-from hub.jobs import Attempt, DeadLetter, DeadLetterMark, Job
 from hub.metrics import Metrics
 from hub.outcome import Outcome, Status
-from hub.retrypolicy import next_delay
-from hub.running import RunningSubscription
 
 log = structlog.get_logger(__name__)
 

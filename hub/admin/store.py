@@ -4,7 +4,7 @@ The topic ``<kafka.topic>.subscriptions`` (one partition, ``cleanup.policy=compa
 one record per runtime subscription: key = its name, value = the subscription as JSON
 (handler options included), a tombstone once deleted. Every hub process reads it to the end
 at start (:meth:`SubscriptionStore.load`) and then follows it (:meth:`SubscriptionStore.watch`),
-applying each change to its local :class:`~hub.worker.DeliveryWorker`, so all workers and a
+applying each change to its local :class:`~hub.deliver.worker.DeliveryWorker`, so all workers and a
 restarted hub deliver to the same set.
 
 **The topic holds handler secrets** (webhook secrets, tokens, header values) as given to
@@ -38,9 +38,9 @@ from pydantic import ValidationError
 
 from hub.bus import TopicSpec, close_client, connection_options, ensure_topics, new_producer
 from hub.config import HubConfig, SubscriptionConfig
+from hub.deliver.worker import DeliveryWorker
 from hub.envrefs import REFUSAL, fields_with_references
 from hub.errors import BusError, ConfigError, PluginError
-from hub.worker import DeliveryWorker
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +199,7 @@ class SubscriptionStore:
 
         The change is in effect in this process when this returns: the new settings and
         handler are swapped in whole, and attempts in flight with the old ones have
-        finished (see :meth:`~hub.worker.DeliveryWorker.add_subscription`). Raises
+        finished (see :meth:`~hub.deliver.worker.DeliveryWorker.add_subscription`). Raises
         ``ConfigError`` for a config-file name or a handler that cannot be built (nothing
         is changed or persisted then), ``BusError`` if Kafka did not acknowledge (the local
         change is rolled back).

@@ -4,8 +4,8 @@ Kafka topics are append-only, so a dead letter is never changed in place: what b
 later is written next to it, with the same key (the subscription), hence on the same
 partition and after it.
 
-* a :class:`~hub.jobs.DeadLetter` (the dispatcher: a final failure) → ``dead``;
-* a ``replayed`` :class:`~hub.jobs.DeadLetterMark` (replay, acknowledged before it writes
+* a :class:`~hub.deliver.jobs.DeadLetter` (the dispatcher: a final failure) → ``dead``;
+* a ``replayed`` :class:`~hub.deliver.jobs.DeadLetterMark` (replay, acknowledged before it writes
   the job) → ``replayed``: the replay's delivery has not reached an outcome yet;
 * a ``delivered`` mark (the dispatcher, when a replayed job was delivered) → ``delivered``.
 
@@ -31,8 +31,8 @@ from aiokafka.errors import KafkaError
 
 from hub.bus import _assign_all, connection_options
 from hub.config import KafkaConfig
+from hub.deliver.jobs import DeadLetter, DeadLetterMark
 from hub.errors import BusError
-from hub.jobs import DeadLetter, DeadLetterMark
 
 STATES = ("dead", "replayed", "delivered")
 _MAX_ERROR_CHARS = 1000

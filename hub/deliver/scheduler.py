@@ -1,4 +1,4 @@
-"""The durable retry schedule: a Kafka topic of :class:`~hub.jobs.Job` records.
+"""The durable retry schedule: a Kafka topic of :class:`~hub.deliver.jobs.Job` records.
 
 The scheduler consumes the retry topic in its own group, holds each job in memory until it
 is due (at most ``delivery.max_pending_retries``; past that the topic is paused), then hands
@@ -20,13 +20,13 @@ from collections.abc import Callable
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from hub.broker.resets import ResetWatch
 from hub.bus import close_client, new_group_consumer
 from hub.config import DeliveryConfig, KafkaConfig
-from hub.dispatch import Dispatcher
-from hub.jobs import Job
+from hub.deliver.dispatch import Dispatcher
+from hub.deliver.jobs import Job
+from hub.deliver.offsets import OffsetTracker
 from hub.metrics import Metrics
-from hub.offsets import OffsetTracker
-from hub.resets import ResetWatch
 
 log = structlog.get_logger(__name__)
 
@@ -95,12 +95,12 @@ class RetryScheduler:
             self._generation[tp] = self._generation.get(tp, 0) + 1
 
     def started_over(self, partitions: list[TopicPartition]) -> None:
-        """These partitions start over as new ones (see :mod:`hub.resets`)."""
+        """These partitions start over as new ones (see :mod:`hub.broker.resets`)."""
         self._resets.forget(partitions)
 
     def _restart(self, consumer: AIOKafkaConsumer, rewinds: dict[TopicPartition, int]) -> None:
         """The broker re-created these partitions under this consumer (see
-        :mod:`hub.resets`): read them again from the given offsets. Jobs already read from
+        :mod:`hub.broker.resets`): read them again from the given offsets. Jobs already read from
         the old ones stay scheduled (memory is their only copy now), uncounted."""
         if not rewinds:
             return

@@ -2,9 +2,9 @@
 
 ``/api/subscriptions`` shows the configured subscriptions (the file's, or the built-in
 console default; read-only: 409 on a change, saying where to change them) and the runtime
-ones of the :class:`hub.substore.SubscriptionStore`, which the routes write. Bodies are
-parsed, validated and masked by :mod:`hub.admin_bodies`; errors are raised as
-:class:`~hub.admin_bodies.ApiError` and answered by the admin server's middleware.
+ones of the :class:`hub.admin.store.SubscriptionStore`, which the routes write. Bodies are
+parsed, validated and masked by :mod:`hub.admin.bodies`; errors are raised as
+:class:`~hub.admin.bodies.ApiError` and answered by the admin server's middleware.
 ``POST /api/subscriptions/{name}/test`` delivers a sample event through the subscription's
 handler at once and answers with the outcome.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from hub.admin_bodies import (
+from hub.admin.bodies import (
     ApiError,
     description_of,
     merge_patch,
@@ -35,8 +35,8 @@ from hub.plugins import build_handlers
 from hub.redaction import redact_url
 
 if TYPE_CHECKING:
+    from hub.admin.store import SubscriptionStore
     from hub.app import Hub
-    from hub.substore import SubscriptionStore
 
 log = structlog.get_logger(__name__)
 

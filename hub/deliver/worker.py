@@ -8,7 +8,7 @@ commits its last full batch) → close handlers, HTTP clients and the producer.
 **Changing a subscription at runtime** (:meth:`DeliveryWorker.add_subscription`,
 :meth:`~DeliveryWorker.remove_subscription`) is effective when the call returns: a
 replacement is built first (a handler that cannot be built changes nothing), swapped into
-the lane whole (:mod:`hub.running`), and the old one retired — its attempts in flight
+the lane whole (:mod:`hub.deliver.running`), and the old one retired — its attempts in flight
 finish, up to ``delivery.grace_period_s``, then they are cut short and retried with the new
 settings — before the call returns. A deleted subscription's lane starts no delivery from
 the moment of the call and is stopped before it returns. From then on nothing is delivered
@@ -27,14 +27,14 @@ from aiokafka import AIOKafkaProducer
 
 from hub.bus import TopicSpec, close_client, ensure_topics, start_producer
 from hub.config import HubConfig, SubscriptionConfig
-from hub.dispatch import Dispatcher, Topics
+from hub.deliver.dispatch import Dispatcher, Topics
+from hub.deliver.lane import SubscriptionLane
+from hub.deliver.running import RunningSubscription
+from hub.deliver.scheduler import RetryScheduler
+from hub.detect.source import RegistrySource
 from hub.http import HttpClients
-from hub.lane import SubscriptionLane
 from hub.metrics import Metrics
 from hub.plugins import Handler, HandlerContext, build_handlers
-from hub.retry import RetryScheduler
-from hub.running import RunningSubscription
-from hub.source import RegistrySource
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ the subscription's rules. A worker killed at any moment therefore loses nothing;
 re-delivers what was not final, with the same event ids. Partitions taken away by a
 rebalance are drained (up to the grace period) and committed before they go.
 
-**The subscription it delivers** is one :class:`~hub.running.RunningSubscription` (settings,
+**The subscription it delivers** is one :class:`~hub.deliver.running.RunningSubscription` (settings,
 filter, handler, Gone state), read when a record is taken (the filter) and again when its
 delivery starts (the dispatcher looks it up through :meth:`SubscriptionLane.running`).
 :meth:`~SubscriptionLane.swap` replaces it in one assignment: every delivery that starts
@@ -34,15 +34,15 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from hub.broker.resets import ResetWatch
 from hub.bus import close_client, new_group_consumer
 from hub.codec import decode
 from hub.config import DeliveryConfig, KafkaConfig
-from hub.dispatch import Dispatcher
+from hub.deliver.dispatch import Dispatcher
+from hub.deliver.offsets import OffsetTracker
+from hub.deliver.running import RunningSubscription
 from hub.events import Event
 from hub.metrics import Metrics
-from hub.offsets import OffsetTracker
-from hub.resets import ResetWatch
-from hub.running import RunningSubscription
 
 log = structlog.get_logger(__name__)
 
@@ -265,7 +265,7 @@ class SubscriptionLane:
 
     def _restart(self, consumer: AIOKafkaConsumer, rewinds: dict[TopicPartition, int]) -> None:
         """The broker re-created these partitions under this consumer (see
-        :mod:`hub.resets`): read them again from the given offsets, counting nothing of the
+        :mod:`hub.broker.resets`): read them again from the given offsets, counting nothing of the
         old ones (what was taken from them is delivered from memory)."""
         if not rewinds:
             return
@@ -279,7 +279,7 @@ class SubscriptionLane:
 
     def started_over(self, partitions: list[TopicPartition]) -> None:
         """These partitions start over as new ones: nothing taken from the old ones tells
-        whether they were re-created (see :mod:`hub.resets`)."""
+        whether they were re-created (see :mod:`hub.broker.resets`)."""
         self._resets.forget(partitions)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:

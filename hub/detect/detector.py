@@ -6,7 +6,7 @@
 * First start (no checkpoint) takes a baseline without emitting, unless ``emit_existing``.
 * A broker that comes back empty has lost the checkpoint and the events not yet delivered:
   the detector writes the state it holds in memory back whole and publishes again the events
-  of the last few minutes (same ids; see :mod:`hub.recent`), then goes on diffing from that
+  of the last few minutes (same ids; see :mod:`hub.detect.recent`), then goes on diffing from that
   state, so no change it saw is lost.
 * Outages are logged once when they start (``detector.scan_failed``,
   ``detector.publish_failed``) and once when they end; retries back off up to the poll
@@ -27,15 +27,15 @@ from typing import Protocol
 
 import structlog
 
-from hub.checkpoint import DetectorState, KafkaCheckpoint
 from hub.config import DetectorConfig
-from hub.diff import diff
+from hub.detect.checkpoint import DetectorState, KafkaCheckpoint
+from hub.detect.diff import diff
+from hub.detect.recent import RecentEvents
+from hub.detect.snapshot import ModelState, Snapshot
 from hub.errors import BusError, SourceError
 from hub.events import Change, Event, EventType, event_id, new_epoch
 from hub.metrics import Metrics
-from hub.recent import RecentEvents
 from hub.redaction import redact_url
-from hub.snapshot import ModelState, Snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +134,7 @@ class Detector:
         self.state = None
 
     def resume(self) -> None:
-        """Allow :meth:`run` again after :meth:`stop` (an elected standby; see hub.leader)."""
+        """Allow :meth:`run` again after :meth:`stop` (an elected standby; see hub.elect)."""
         self._stopping.clear()
 
     async def run(self) -> None:

@@ -1,7 +1,7 @@
 """What the registry looked like at one moment: models, versions, tags, aliases.
 
-Snapshots are plain frozen values, built by ``hub.source`` from a full scan and compared by
-``hub.diff``. Only what a subscriber can observe as a change is kept (no
+Snapshots are plain frozen values, built by ``hub.detect.source`` from a full scan and compared by
+``hub.detect.diff``. Only what a subscriber can observe as a change is kept (no
 ``last_updated_timestamp``: MLflow does not bump it for most changes anyway).
 """
 

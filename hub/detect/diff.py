@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from hub.detect.snapshot import ModelState, Snapshot, VersionState, version_sort_key
 from hub.events import Change, EventType
-from hub.snapshot import ModelState, Snapshot, VersionState, version_sort_key
 
 ARCHIVED = "Archived"
 

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import structlog
 
 from hub.config import MlflowConfig
+from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.errors import SourceError
 from hub.redaction import redact_url
-from hub.snapshot import ModelState, Snapshot, VersionState
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -1,8 +1,8 @@
 """Running the detector only while this process is the elected leader.
 
-:func:`lead` turns the :class:`hub.leader.LeaderElection`'s acquisitions and losses into
+:func:`lead` turns the :class:`hub.elect.election.LeaderElection`'s acquisitions and losses into
 starting and stopping the detector loop, and tells the election when it may hand over
-(:meth:`~hub.leader.LeaderElection.stepped_down`) once the loop has returned.
+(:meth:`~hub.elect.election.LeaderElection.stepped_down`) once the loop has returned.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol
 
 import structlog
 
-from hub.leader import LeaderElection
+from hub.elect.election import LeaderElection
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +24,7 @@ next leader, or the next start, repeats it with the same ids."""
 
 
 class Detectable(Protocol):
-    """What :func:`lead` needs from :class:`hub.detector.Detector`."""
+    """What :func:`lead` needs from :class:`hub.detect.detector.Detector`."""
 
     async def run(self) -> None: ...
 
