@@ -5,7 +5,8 @@ The names below are the public surface for users and plugin authors; plugin test
 ``hub.testing`` (in-memory fakes). Everything else is internal and may change.
 """
 
-from hub.config import HubConfig, SubscriptionConfig, load_config
+from hub.config import HubConfig, SubscriptionConfig
+from hub.config_load import load_config
 from hub.detect.diff import apply, diff
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.errors import BusError, ConfigError, HubError, PluginError, SourceError

@@ -19,7 +19,8 @@ import structlog
 
 from hub import logging as hub_logging
 from hub.app import Hub, Roles
-from hub.config import HubConfig, config_path_from_env, load_config
+from hub.config import HubConfig
+from hub.config_load import config_path_from_env, load_config
 from hub.errors import ConfigError, HubError
 from hub.plugins import validate_options
 from hub.ready import report_readiness

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
-from hub.config import SubscriptionConfig, describe_errors
+from hub.config import SubscriptionConfig
+from hub.config_load import describe_errors
 from hub.envrefs import (
     CONTEXT_KEY,
     REFUSAL,

@@ -1,2 +1,2 @@
-"""Leader election: which detector process publishes (election), and running the detector only while
-this process leads (lead)."""
+"""Leader election: who should lead (claim), membership, lease and fencing (election), and
+running the detector only while this process leads (lead)."""

@@ -43,22 +43,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-from aiokafka.coordinator.protocol import (
-    ConsumerProtocolMemberAssignment,
-    ConsumerProtocolMemberMetadata,
-)
 from aiokafka.errors import KafkaError
 
 from hub.bus import TopicSpec, close_client, ensure_topics, new_group_consumer, new_producer
 from hub.config import HubConfig, KafkaConfig
+from hub.detect.detector import EventSink
+from hub.elect.claim import Claim, KeepLeaderAssignor
 from hub.errors import BusError
 from hub.events import Event
 
@@ -68,77 +64,7 @@ LEADER_PARTITION = 0
 _TICK_S = 0.2  # how often the membership loop polls and checks the lease
 
 
-# --- who gets partition 0: a pure decision over the members' claims ----------------------
-
-@dataclass(frozen=True)
-class Claim:
-    """What a member tells the group when it joins: when its process started, and when it
-    last acquired the leadership (0: never)."""
-
-    started_ms: int
-    acquired_ms: int = 0
-
-    def encode(self) -> bytes:
-        return json.dumps({"v": 1, "started_ms": self.started_ms,
-                           "acquired_ms": self.acquired_ms}).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes | None) -> Claim:
-        try:
-            data = json.loads(raw or b"")
-            return cls(int(data["started_ms"]), int(data.get("acquired_ms", 0)))
-        except (ValueError, KeyError, TypeError):
-            return cls(started_ms=2**62)  # unreadable: last in line
-
-
-def choose_leader(claims: Mapping[str, Claim]) -> str:
-    """The member that should hold partition 0: the most recent holder if it is still in the
-    group (no bounce when a standby joins or an old leader comes back), else the oldest
-    process; ties broken by member id."""
-    if not claims:
-        raise ValueError("no members to choose from")
-    holders = [m for m, c in claims.items() if c.acquired_ms > 0]
-    if holders:
-        return max(holders, key=lambda m: (claims[m].acquired_ms, m))
-    return min(claims, key=lambda m: (claims[m].started_ms, m))
-
-
-class _KeepLeaderAssignor(AbstractPartitionAssignor):
-    """Assigns every partition of the coordination topic to :func:`choose_leader`'s pick.
-
-    An instance (not the class) carries this member's claim, so several elections in one
-    process do not share state."""
-
-    name = "registry-hub-leader"
-    version = 0
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        return ConsumerProtocolMemberMetadata(self.version, list(topics), self.claim.encode())
-
-    def assign(self, cluster: Any,
-               members: Mapping[str, ConsumerProtocolMemberMetadata]
-               ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        leader = choose_leader({m: Claim.decode(md.user_data) for m, md in members.items()})
-        topics = sorted({t for md in members.values() for t in md.subscription})
-        owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
-        return {
-            member: ConsumerProtocolMemberAssignment(
-                self.version, owned if member == leader else [], b"")
-            for member in members
-        }
-
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
-        return None
-
-
 # --- the election ------------------------------------------------------------------------
-
-class EventSink(Protocol):
-    async def publish(self, events: list[Event]) -> None: ...
-
 
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, election: LeaderElection) -> None:
@@ -175,7 +101,7 @@ class LeaderElection:
         self.handover_timeout_s = (kafka.session_timeout_ms / 1000 if handover_timeout_s is None
                                    else handover_timeout_s)
         self._tp = TopicPartition(topic, LEADER_PARTITION)
-        self._assignor = _KeepLeaderAssignor(Claim(started_ms=int(time.time() * 1000)))
+        self._assignor = KeepLeaderAssignor(Claim(started_ms=int(time.time() * 1000)))
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -422,4 +348,4 @@ class _FencedSink:
         await self._sink.publish(events)
 
 
-__all__ = ["LEADER_PARTITION", "Claim", "EventSink", "LeaderElection", "choose_leader"]
+__all__ = ["LEADER_PARTITION", "LeaderElection"]

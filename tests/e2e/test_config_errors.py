@@ -235,7 +235,7 @@ def test_example_config_watches_the_quick_start_registry(monkeypatch: pytest.Mon
                                                          ) -> None:
     """Copied as is, the example watches what the quick start watches: the local sqlite
     registry, or ``$MLFLOW_TRACKING_URI`` when it is set."""
-    from hub.config import load_config
+    from hub.config_load import load_config
 
     for name in [k for k in os.environ if k.upper().startswith("HUB_")]:
         monkeypatch.delenv(name)

@@ -32,7 +32,7 @@ from hub.admin.server import AdminServer
 from hub.admin.store import SubscriptionStore, store_topic
 from hub.app import Hub, Roles
 from hub.broker.embedded import free_port
-from hub.config import load_config
+from hub.config_load import load_config
 from tests.support.admin import ADMIN_TOKEN, Api, admin_config, running_hub, transition
 from tests.support.delivery import publish, webhook
 from tests.support.receiver import SECRET, Receiver, running_receiver

@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel
 
 from hub.cli import _parser
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig
+from hub.config_load import load_config
 from hub.errors import ConfigError
 from hub.plugins import validate_options
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from hub.config import HubConfig, SubscriptionConfig, load_config
+from hub.config import HubConfig, SubscriptionConfig
+from hub.config_load import load_config
 from hub.envrefs import CONTEXT_KEY, REFUSAL, expand, fields_with_references, references
 from hub.errors import ConfigError
 from hub.plugins import validate_options

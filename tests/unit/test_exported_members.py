@@ -26,7 +26,7 @@ HUB = {
     "PluginError": "hub.errors", "SourceError": "hub.errors",
     "Handler": "hub.plugins", "HandlerContext": "hub.plugins", "HandlerOptions": "hub.plugins",
     "is_test": "hub.plugins",
-    "HubConfig": "hub.config", "SubscriptionConfig": "hub.config", "load_config": "hub.config",
+    "HubConfig": "hub.config", "SubscriptionConfig": "hub.config", "load_config": "hub.config_load",
     "ModelState": "hub.detect.snapshot", "Snapshot": "hub.detect.snapshot",
     "VersionState": "hub.detect.snapshot",
     "Outcome": "hub.outcome", "Status": "hub.outcome",

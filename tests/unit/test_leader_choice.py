@@ -1,4 +1,4 @@
-"""Who holds the detector's partition 0 (``hub.elect.election.choose_leader``): a pure choice over
+"""Who holds the detector's partition 0 (``hub.elect.claim.choose_leader``): a pure choice over
 the members' claims. The election on a real broker: tests/integration/test_scale_out.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from hub.elect.election import Claim, choose_leader
+from hub.elect.claim import Claim, choose_leader
 
 members = st.text(alphabet="abcdefgh0123456789-", min_size=1, max_size=6)
 times = st.integers(min_value=0, max_value=2**40)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from hub import logging as hub_logging
-from hub.config import describe_errors
+from hub.config_load import describe_errors
 from hub.errors import BusError, ConfigError
 from hub.outcome import Outcome
 from hub.redaction import (
