@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -95,6 +95,17 @@ async def close_client(client: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+class Producer(Protocol):
+    """What the hub's writers use of a Kafka producer: ``await (await producer.send(...))``
+    waits for the broker's acknowledgement. An ``AIOKafkaProducer``, or
+    :class:`hub.testing.FakeProducer` in tests."""
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   partition: int | None = None, timestamp_ms: int | None = None,
+                   headers: Iterable[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+        ...
 
 
 def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:

@@ -23,7 +23,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -45,7 +45,35 @@ from hub.outcome import Status
 
 if TYPE_CHECKING:
     from hub.admin.store import SubscriptionStore
-    from hub.app import Hub
+    from hub.config import HubConfig
+    from hub.deliver.worker import DeliveryWorker
+    from hub.detect.detector import Detector
+    from hub.elect.election import LeaderElection
+    from hub.metrics import Metrics
+
+
+class AdminHost(Protocol):
+    """What the admin API reads of the process it serves (:class:`hub.app.Hub`), at request
+    time: the parts appear as the hub starts, and are ``None`` where this process has no such
+    role."""
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def detector(self) -> Detector | None: ...
+
+    @property
+    def election(self) -> LeaderElection | None: ...
+
+    @property
+    def worker(self) -> DeliveryWorker | None: ...
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +106,7 @@ class _ReplayRequest(BaseModel):
 class AdminServer:
     """``async with AdminServer(hub, store=store) as admin: admin.url``."""
 
-    def __init__(self, hub: Hub, *, store: SubscriptionStore | None = None,
+    def __init__(self, hub: AdminHost, *, store: SubscriptionStore | None = None,
                  token: AdminToken | None = None, stale_after_s: float | None = None,
                  broker_check_ttl_s: float = 2.0) -> None:
         self.hub = hub

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -36,7 +36,17 @@ from hub.redaction import redact_url
 
 if TYPE_CHECKING:
     from hub.admin.store import SubscriptionStore
-    from hub.app import Hub
+    from hub.deliver.worker import DeliveryWorker
+
+
+class RoutesHost(Protocol):
+    """What the subscription routes read of the process they serve (:class:`hub.app.Hub`)."""
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def worker(self) -> DeliveryWorker | None: ...
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +75,7 @@ def read_only_reason(config: HubConfig, name: str) -> str:
 class SubscriptionRoutes:
     """The handlers behind ``/api/subscriptions``; :meth:`add_to` registers them."""
 
-    def __init__(self, hub: Hub, store: SubscriptionStore | None) -> None:
+    def __init__(self, hub: RoutesHost, store: SubscriptionStore | None) -> None:
         self.hub = hub
         self.store = store
 

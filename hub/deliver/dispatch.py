@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from hub.bus import Producer
 from hub.config import DeliveryConfig
 from hub.deliver.jobs import Attempt, DeadLetter, DeadLetterMark, Job
 from hub.deliver.running import RunningSubscription
@@ -55,7 +55,7 @@ class Topics:
 
 class Dispatcher:
     def __init__(self, *, subscriptions: Callable[[str], RunningSubscription | None],
-                 producer: AIOKafkaProducer,
+                 producer: Producer,
                  topics: Topics, config: DeliveryConfig, metrics: Metrics,
                  clock: Callable[[], float] = time.time,
                  draw: Callable[[], float] = random.random) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -53,6 +53,22 @@ class DetectorState:
     snapshot: Snapshot = field(default_factory=Snapshot)
     sequences: dict[str, int] = field(default_factory=dict)
     epoch: str | None = None
+
+
+class Checkpoint(Protocol):
+    """Where the detector keeps its state: :class:`KafkaCheckpoint`, or
+    :class:`hub.testing.MemoryCheckpoint` in tests."""
+
+    topic: str
+
+    async def load(self) -> DetectorState | None: ...
+
+    async def save(self, state: DetectorState, *, changed: set[str], removed: set[str],
+                   baseline: bool = False) -> None: ...
+
+    async def lost(self) -> bool:
+        """Whether the store lost what it had (a broker that came back empty)."""
+        ...
 
 
 class KafkaCheckpoint:

@@ -28,7 +28,7 @@ from typing import Protocol
 import structlog
 
 from hub.config import DetectorConfig
-from hub.detect.checkpoint import DetectorState, KafkaCheckpoint
+from hub.detect.checkpoint import Checkpoint, DetectorState
 from hub.detect.diff import diff
 from hub.detect.recent import RecentEvents
 from hub.detect.snapshot import ModelState, Snapshot
@@ -103,7 +103,7 @@ def _context(change: Change, previous: Snapshot, current: Snapshot) -> dict[str,
 
 class Detector:
     def __init__(self, config: DetectorConfig, *, scanner: Scanner, sink: EventSink,
-                 checkpoint: KafkaCheckpoint, tracking_uri: str, metrics: Metrics | None = None,
+                 checkpoint: Checkpoint, tracking_uri: str, metrics: Metrics | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._config = config
         self._scanner = scanner

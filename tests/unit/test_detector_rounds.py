@@ -29,7 +29,6 @@ IRIS = ModelState("iris", 1, versions={"1": VersionState("1", 2, run_id="r1")})
 
 def detector(scanner: StaticScanner, sink: MemorySink, checkpoint: MemoryCheckpoint,
              config: DetectorConfig = FAST) -> Detector:
-    # MemoryCheckpoint has the methods of the KafkaCheckpoint that Detector annotates
     return Detector(config, scanner=scanner, sink=sink, checkpoint=checkpoint,
                     tracking_uri="http://user:pw@mlflow.example", metrics=Metrics(),
                     clock=lambda: NOW)
