@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import structlog
@@ -184,45 +185,66 @@ class Publisher:
             raise BusError(f"publishing to {self.topic} failed: {exc!r}") from exc
 
 
-async def read_to_end(config: KafkaConfig, bootstrap_servers: str, topic: str, *,
-                      since_ms: int | None = None) -> list[Any]:
-    """Every record of ``topic`` from the beginning (or from ``since_ms``) up to its end
-    (at least the end offsets as they were when the call started). No consumer group,
-    nothing committed."""
+async def scan(config: KafkaConfig, bootstrap_servers: str, topic: str, *,
+               start: Mapping[int, int] | None = None, since_ms: int | None = None,
+               until: Mapping[int, int] | None = None, max_records: int = 5000,
+               fetch_max_bytes: int | None = None) -> AsyncGenerator[list[Any], None]:
+    """Batches of ``topic``'s records, from the beginning (given ``start``: only on those
+    partitions, from those offsets; given ``since_ms``: from that time) up to the end as it was
+    when the scan started, and at least up to ``until`` (exclusive offsets known to exist: a
+    broker that reports end offsets short cannot make the scan stop before them). No consumer
+    group, nothing committed; one batch is held at a time. Use it inside
+    ``contextlib.aclosing`` when breaking out early."""
+    sizes = {} if fetch_max_bytes is None else {
+        "fetch_max_bytes": fetch_max_bytes, "max_partition_fetch_bytes": fetch_max_bytes}
     consumer = AIOKafkaConsumer(**connection_options(config, bootstrap_servers),
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    records: list[Any] = []
+                                enable_auto_commit=False, auto_offset_reset="earliest", **sizes)
     try:
         await consumer.start()
         tps = await _assign_all(consumer, topic)
+        if start is not None:
+            tps = [tp for tp in tps if tp.partition in start]
+            consumer.assign(tps)
         if not tps:
-            return records
+            return
         ends = await consumer.end_offsets(tps)
-        if since_ms is None:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-            for tp in tps:
+        for tp in tps:
+            ends[tp] = max(ends[tp], (until or {}).get(tp.partition, 0))
+        found = await consumer.offsets_for_times({tp: since_ms for tp in tps}) \
+            if since_ms is not None else {}
+        for tp in tps:
+            if start is not None:
+                consumer.seek(tp, start[tp.partition])
+            elif since_ms is not None:
                 consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
         remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for msgs in batch.values():
-                records.extend(msgs)
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=max_records)
+            for records in batch.values():
+                yield records
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        # Some brokers (Tansu) report the end offset of a multi-record batch short; one more
-        # short fetch picks up what was written before the call started.
+        # Some brokers (Tansu) report the end offset of a multi-record batch short: what was
+        # written before the scan reached the end is still ours.
         cutoff_ms = int(time.time() * 1000)
-        while batch := await consumer.getmany(*tps, timeout_ms=100, max_records=5000):
+        while batch := await consumer.getmany(*tps, timeout_ms=100, max_records=max_records):
             fresh = [m for msgs in batch.values() for m in msgs]
-            records.extend(m for m in fresh if m.timestamp <= cutoff_ms)
+            yield [m for m in fresh if m.timestamp <= cutoff_ms]
             if any(m.timestamp > cutoff_ms for m in fresh):
-                break  # written after the call started: not ours to read
+                break  # written after the scan started: not ours to read
     except KafkaError as exc:
         raise BusError(f"cannot read topic {topic} on {bootstrap_servers}: {exc!r}") from exc
     finally:
         await consumer.stop()
-    return records
+
+
+async def read_to_end(config: KafkaConfig, bootstrap_servers: str, topic: str, *,
+                      since_ms: int | None = None) -> list[Any]:
+    """Every record of ``topic`` from the beginning (or from ``since_ms``) up to its end
+    (at least the end offsets as they were when the call started): :func:`scan`, collected."""
+    async with aclosing(scan(config, bootstrap_servers, topic, since_ms=since_ms)) as batches:
+        return [record async for batch in batches for record in batch]
 
 
 async def recent_records(config: KafkaConfig, bootstrap: str, topic: str, per_partition: int,

@@ -21,22 +21,14 @@ state per (event, subscription), never the records.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-
-from hub.bus import _assign_all, connection_options
-from hub.config import KafkaConfig
 from hub.deliver.jobs import DeadLetter, DeadLetterMark
-from hub.errors import BusError
 
 STATES = ("dead", "replayed", "delivered")
 _MAX_ERROR_CHARS = 1000
-_FETCH_MAX_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -149,54 +141,4 @@ def fold(records: Iterable[Any], *, subscription: str | None = None,
     return view
 
 
-async def scan(config: KafkaConfig, bootstrap: str, topic: str, *,
-               start: Mapping[int, int] | None = None, until: Mapping[int, int] | None = None,
-               max_records: int = 500) -> AsyncGenerator[list[Any], None]:
-    """Batches of ``topic``'s records, from the beginning (or, given ``start``, only on those
-    partitions, from those offsets) up to the end as it was when the scan started, and at
-    least up to ``until`` (exclusive offsets known to exist: a broker that reports end
-    offsets short cannot make the scan stop before them). No consumer group, nothing
-    committed; only one batch is held at a time. Use it inside ``contextlib.aclosing`` when
-    breaking out early."""
-    consumer = AIOKafkaConsumer(**connection_options(config, bootstrap),
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_bytes=_FETCH_MAX_BYTES,
-                                max_partition_fetch_bytes=_FETCH_MAX_BYTES)
-    try:
-        await consumer.start()
-        tps = await _assign_all(consumer, topic)
-        if start is not None:
-            tps = [tp for tp in tps if tp.partition in start]
-            consumer.assign(tps)
-        if not tps:
-            return
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            ends[tp] = max(ends[tp], (until or {}).get(tp.partition, 0))
-        for tp in tps:
-            if start is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, start[tp.partition])
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000,
-                                           max_records=max_records)
-            for records in batch.values():
-                yield records
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        # Tansu reports the end offset of a multi-record batch short: what was written
-        # before the scan reached the end is still ours (as in bus.read_to_end).
-        cutoff_ms = int(time.time() * 1000)
-        while batch := await consumer.getmany(*tps, timeout_ms=100, max_records=max_records):
-            fresh = [m for msgs in batch.values() for m in msgs]
-            yield [m for m in fresh if m.timestamp <= cutoff_ms]
-            if any(m.timestamp > cutoff_ms for m in fresh):
-                break  # written after the scan started: not ours to read
-    except KafkaError as exc:
-        raise BusError(f"cannot read topic {topic} on {bootstrap}: {exc!r}") from exc
-    finally:
-        await consumer.stop()
-
-
-__all__ = ["STATES", "DeadLetterView", "LetterState", "fold", "scan"]
+__all__ = ["STATES", "DeadLetterView", "LetterState", "fold"]

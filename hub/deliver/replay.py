@@ -31,10 +31,10 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from hub.bus import read_to_end, start_producer
+from hub.bus import read_to_end, scan, start_producer
 from hub.codec import decode
 from hub.config import HubConfig
-from hub.deliver.dlq import STATES, DeadLetterView, LetterState, scan
+from hub.deliver.dlq import STATES, DeadLetterView, LetterState
 from hub.deliver.jobs import DeadLetter, DeadLetterMark, Job
 from hub.deliver.routing import route
 from hub.errors import BusError, ConfigError
@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 SKIP_REASONS = {"replayed": "replay_in_progress", "delivered": "delivered_after_replay"}
 _CHUNK = 500  # dead letters read back, marked and enqueued at a time
+_FETCH_MAX_BYTES = 1 << 20  # the most a batch of dead letters holds in memory
 
 
 @dataclass
@@ -94,7 +95,9 @@ async def replay_dead_letters(config: HubConfig, bootstrap: str, *,
 async def _fold(config: HubConfig, bootstrap: str, *, subscription: str | None,
                 event_id: str | None) -> DeadLetterView:
     view = DeadLetterView(subscription=subscription, event_id=event_id)
-    async with aclosing(scan(config.kafka, bootstrap, config.dead_letter_topic)) as batches:
+    async with aclosing(scan(config.kafka, bootstrap, config.dead_letter_topic,
+                                 max_records=_CHUNK,
+                                 fetch_max_bytes=_FETCH_MAX_BYTES)) as batches:
         async for batch in batches:
             for r in batch:
                 view.add(r.partition, r.offset, r.timestamp, r.value)
@@ -119,7 +122,9 @@ async def _replay(config: HubConfig, bootstrap: str, chosen: list[LetterState]
         chunk: list[DeadLetter] = []
         until = {partition: max(offsets) + 1 for partition, offsets in wanted.items()}
         async with aclosing(scan(config.kafka, bootstrap, config.dead_letter_topic,
-                                 start=start, until=until)) as batches:
+                                 start=start, until=until,
+                                 max_records=_CHUNK,
+                                 fetch_max_bytes=_FETCH_MAX_BYTES)) as batches:
             async for batch in batches:
                 for r in batch:
                     found = wanted.get(r.partition, {}).pop(r.offset, None)

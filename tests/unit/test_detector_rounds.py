@@ -110,6 +110,31 @@ async def test_a_crash_before_the_checkpoint_republishes_the_same_ids() -> None:
     assert kinds(again) == [("registered_model_tag.set", "iris", None)]
 
 
+async def test_a_crash_while_emitting_existing_objects_repeats_the_same_ids() -> None:
+    """First start with ``emit_existing``: the epoch is in the checkpoint before the existing
+    objects are published, so a crash before the next checkpoint re-publishes them with the
+    same ids (not all-new ones from a second first start)."""
+    checkpoint = MemoryCheckpoint()
+
+    class CrashAfterPublishing(MemorySink):
+        async def publish(self, events: list[Event]) -> None:
+            await super().publish(events)
+            checkpoint.fail()  # published; every save from here on fails
+
+    scanner, sink = StaticScanner(Snapshot.of([IRIS])), CrashAfterPublishing()
+    config = FAST.model_copy(update={"emit_existing": True})
+    first = detector(scanner, sink, checkpoint, config)
+    round_ = asyncio.create_task(first.poll_once())
+    await eventually(lambda: len(checkpoint.saves), lambda n: n >= 3, what="checkpoint retries")
+    first.stop()  # the process dies: published, never checkpointed past the baseline
+    await round_
+    checkpoint.recover()
+    again = await detector(scanner, MemorySink(), checkpoint, config).poll_once()
+    assert kinds(again) == [("registered_model.created", "iris", None),
+                            ("model_version.created", "iris", "1")]
+    assert [e.id for e in again] == [e.id for e in sink.batches[0]]
+
+
 async def test_a_failed_scan_publishes_nothing_and_the_loop_recovers() -> None:
     scanner, sink, checkpoint = StaticScanner(Snapshot.of([IRIS])), MemorySink(), \
         MemoryCheckpoint()
