@@ -56,7 +56,8 @@ class RegistrySource:
         if self._client is None:
             from mlflow.tracking import MlflowClient  # heavy import, only when first needed
 
-            uri = self._config.tracking_uri
+            from hub.detect.registry_uri import prepare
+            uri = prepare(self._config.tracking_uri)  # driver, file store, process-wide URI
             self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return self._client
 
@@ -78,7 +79,7 @@ class RegistrySource:
         except Exception as exc:  # any MLflow/requests/sqlalchemy failure: the scan is void
             raise SourceError(
                 f"reading the registry at {redact_url(self._config.tracking_uri)} failed: "
-                f"{type(exc).__name__}: {str(exc)[:300]}"
+                f"{type(exc).__name__}: {exc}"  # whole: MLflow's hint comes last
             ) from exc
 
     async def scan(self) -> Snapshot:
