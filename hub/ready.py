@@ -14,10 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from hub.config import HubConfig
 from hub.redaction import redact_url
+
+if TYPE_CHECKING:
+    from hub.admin.server import AdminServer
+    from hub.broker.journal import Journal
+    from hub.deliver.worker import DeliveryWorker
+    from hub.detect.detector import Detector
+    from hub.elect.election import LeaderElection
 
 __all__ = ["NotReady", "ReadyHost", "not_ready", "ready_line", "report_readiness"]
 
@@ -32,24 +39,38 @@ class NotReady:
 class ReadyHost(Protocol):
     """What readiness needs from :class:`hub.app.Hub`."""
 
-    config: HubConfig
-    bootstrap_servers: str
-    detector: Any
-    worker: Any
-    election: Any
-    admin: Any
-    journal: Any
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def detector(self) -> Detector | None: ...
+
+    @property
+    def worker(self) -> DeliveryWorker | None: ...
+
+    @property
+    def election(self) -> LeaderElection | None: ...
+
+    @property
+    def admin(self) -> AdminServer | None: ...
+
+    @property
+    def journal(self) -> Journal | None: ...
 
 
 def not_ready(host: ReadyHost) -> NotReady | None:
     """Why ``host`` is not ready yet (with what to do), or None when it is."""
     detector, worker, election = host.detector, host.worker, host.election
     standby = election is not None and not election.is_leader
-    if detector is not None and standby and not election.leader_elsewhere:
+    if detector is not None and election is not None and standby \
+            and not election.leader_elsewhere:
         return NotReady("waiting for the detector election to settle")
     if detector is not None and not standby:
         if detector.last_success_monotonic is None:
-            error = getattr(detector, "last_error", None)
+            error = detector.last_error
             if not detector.consecutive_failures or not error:
                 return NotReady("waiting for the first scan of the registry")
             uri = redact_url(host.config.mlflow.tracking_uri)
@@ -59,13 +80,12 @@ def not_ready(host: ReadyHost) -> NotReady | None:
     if worker is not None:
         if not worker.running:
             return NotReady("the delivery worker is starting")
-        missing = sorted(n for n, s in worker.subscriptions.items()
-                         if s.enabled and n not in worker.lanes)
+        missing = worker.missing_lanes()
         if missing:
             return NotReady(f"no lane for subscription(s) {', '.join(missing)}: their handler "
                             f"could not be built (see the log); fix the subscription or "
                             f"disable it", problem=True)
-        waiting = sorted(n for n, lane in worker.lanes.items() if not lane.assigned.is_set())
+        waiting = worker.waiting_lanes()
         if waiting:
             return NotReady(f"waiting for Kafka to assign partitions to {', '.join(waiting)}")
     return None

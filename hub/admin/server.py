@@ -234,38 +234,13 @@ class AdminServer:
                 return {"ok": True, "detail": "standby: another detector is the elected leader"}
             return {"ok": False, "detail": "no detector leads: the election has not settled "
                     f"(the broker is away, or lost the coordination topic {election.topic})"}
-        last = detector.last_success_monotonic
-        failures = detector.consecutive_failures
-        if last is None:
-            return {"ok": False, "detail": "no successful scan yet",
-                    "consecutive_failures": failures, "error": detector.last_error}
-        age = time.monotonic() - last
-        # a big registry's scan takes its time: allow for it, twice
-        stale_after = self._stale_after_s + 2 * (detector.last_scan_s or 0.0)
-        check: dict[str, Any] = {"ok": age <= stale_after, "last_success_s_ago": round(age, 1),
-                 "consecutive_failures": failures, "stale_after_s": round(stale_after, 1)}
-        if not check["ok"]:
-            check["detail"] = (f"no detection round completed for {age:.0f} s: "
-                               + (detector.last_error or "publishing or the checkpoint waits "
-                                  "for the broker"))
-        return check
+        return detector.health(self._stale_after_s)
 
     def _worker_check(self) -> dict[str, Any]:
         worker = self.hub.worker
         if worker is None:
             return {"ok": True, "detail": "no delivery worker in this process"}
-        missing = sorted(n for n, s in worker.subscriptions.items()
-                         if s.enabled and n not in worker.lanes)
-        running = worker.running
-        idle = sorted(n for n, lane in worker.lanes.items() if not lane.assigned.is_set())
-        detail = "lanes running" if running else "worker not running"
-        if missing:
-            detail = f"no lane for {', '.join(missing)} (handler could not be built)"
-        elif running and idle:
-            detail = (f"not consuming: {', '.join(idle)} (no partitions assigned: the group "
-                      "is rebalancing, or the broker lost the events topic)")
-        return {"ok": running and not missing and not idle, "detail": detail,
-                "lanes": len(worker.lanes)}
+        return worker.health()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.hub.metrics.render(),

@@ -130,6 +130,28 @@ class DeliveryWorker:
     def running(self) -> bool:
         return self._running
 
+    def missing_lanes(self) -> list[str]:
+        """Enabled subscriptions without a lane: their handler could not be built here."""
+        return sorted(n for n, s in self.subscriptions.items() if s.enabled and n not in self.lanes)
+
+    def waiting_lanes(self) -> list[str]:
+        """Lanes that own no partition: the group is rebalancing, or the broker lost the
+        events topic."""
+        return sorted(n for n, lane in self.lanes.items() if not lane.assigned.is_set())
+
+    def health(self) -> dict[str, Any]:
+        """``/readyz``'s worker check: running, a lane per enabled subscription, each owning
+        partitions."""
+        missing, idle = self.missing_lanes(), self.waiting_lanes()
+        detail = "lanes running" if self._running else "worker not running"
+        if missing:
+            detail = f"no lane for {', '.join(missing)} (handler could not be built)"
+        elif self._running and idle:
+            detail = (f"not consuming: {', '.join(idle)} (no partitions assigned: the group "
+                      "is rebalancing, or the broker lost the events topic)")
+        return {"ok": self._running and not missing and not idle, "detail": detail,
+                "lanes": len(self.lanes)}
+
     @property
     def context(self) -> HandlerContext:
         """What handlers of this worker are built with (the admin API's test call uses it)."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -121,6 +121,24 @@ class Detector:
         self.last_scan_s: float | None = None
         self.consecutive_failures = 0
         self.last_error: str | None = None
+
+    def health(self, stale_after_s: float) -> dict[str, Any]:
+        """``/readyz``'s detector check: ok while a round completed within ``stale_after_s``
+        (plus twice the last scan's duration: a big registry's scan takes its time)."""
+        last, failures = self.last_success_monotonic, self.consecutive_failures
+        if last is None:
+            return {"ok": False, "detail": "no successful scan yet",
+                    "consecutive_failures": failures, "error": self.last_error}
+        age = time.monotonic() - last
+        stale_after = stale_after_s + 2 * (self.last_scan_s or 0.0)
+        check: dict[str, Any] = {"ok": age <= stale_after, "last_success_s_ago": round(age, 1),
+                                 "consecutive_failures": failures,
+                                 "stale_after_s": round(stale_after, 1)}
+        if not check["ok"]:
+            check["detail"] = (f"no detection round completed for {age:.0f} s: "
+                               + (self.last_error or "publishing or the checkpoint waits "
+                                  "for the broker"))
+        return check
 
     def stop(self) -> None:
         self._stopping.set()

@@ -1,6 +1,7 @@
 """/readyz and the ready line say "not ready" whenever events would not flow: no detector
 leads anywhere, the detector has not completed a round for a few poll intervals, a lane owns
-no partition. Checked against stand-ins of the hub's parts (no broker needed)."""
+no partition. The detector and the worker are real (over the in-memory edges of hub.testing, not
+started); the election, whose membership needs a broker, is a stand-in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Any
 
 from hub.admin.server import AdminServer
 from hub.config import HubConfig
+from hub.deliver.worker import DeliveryWorker
+from hub.detect.detector import Detector
+from hub.detect.snapshot import Snapshot
 from hub.ready import not_ready
+from hub.testing import MemoryCheckpoint, MemorySink, StaticScanner
 
 CONFIG = HubConfig(kafka={"bootstrap_servers": "127.0.0.1:9", "topic": "t"},
                    detector={"poll_interval_s": 1},
@@ -19,22 +24,28 @@ CONFIG = HubConfig(kafka={"bootstrap_servers": "127.0.0.1:9", "topic": "t"},
                    subscriptions=[{"name": "hook", "handler": "console"}])
 
 
-def detector(succeeded_s_ago: float | None, error: str | None = None) -> SimpleNamespace:
-    last = None if succeeded_s_ago is None else time.monotonic() - succeeded_s_ago
-    return SimpleNamespace(last_success_monotonic=last, consecutive_failures=int(bool(error)),
-                           last_error=error, last_scan_s=0.1, state=None)
+def detector(succeeded_s_ago: float | None, error: str | None = None) -> Detector:
+    found = Detector(CONFIG.detector, scanner=StaticScanner(Snapshot()), sink=MemorySink(),
+                     checkpoint=MemoryCheckpoint(), tracking_uri="http://m")
+    found.last_success_monotonic = None if succeeded_s_ago is None \
+        else time.monotonic() - succeeded_s_ago
+    found.consecutive_failures, found.last_error = int(bool(error)), error
+    found.last_scan_s = 0.1
+    return found
 
 
 def election(*, leads: bool, elsewhere: bool) -> SimpleNamespace:
     return SimpleNamespace(is_leader=leads, leader_elsewhere=elsewhere, topic="t.leader")
 
 
-def worker(*, consuming: bool) -> SimpleNamespace:
+def worker(*, consuming: bool) -> DeliveryWorker:
+    found = DeliveryWorker(CONFIG, "127.0.0.1:9")
     assigned = asyncio.Event()
     if consuming:
         assigned.set()
-    return SimpleNamespace(subscriptions={s.name: s for s in CONFIG.subscriptions},
-                           lanes={"hook": SimpleNamespace(assigned=assigned)}, running=True)
+    found.lanes["hook"] = SimpleNamespace(assigned=assigned)  # type: ignore[assignment]
+    found._running = True  # as after start(), which needs a broker
+    return found
 
 
 def hub(**parts: Any) -> SimpleNamespace:
@@ -72,7 +83,20 @@ def test_a_detector_with_no_round_for_a_few_poll_intervals_is_not_ready() -> Non
 
 
 def test_a_lane_that_owns_no_partition_is_not_consuming() -> None:
-    check = AdminServer(hub(worker=worker(consuming=False)))._worker_check()  # type: ignore[arg-type]
+    idle = hub(worker=worker(consuming=False))
+    check = AdminServer(idle)._worker_check()  # type: ignore[arg-type]
     assert not check["ok"] and "not consuming: hook" in check["detail"], check
-    check = AdminServer(hub(worker=worker(consuming=True)))._worker_check()  # type: ignore[arg-type]
-    assert check["ok"], check
+    reason = not_ready(idle)  # type: ignore[arg-type]
+    assert reason is not None and "assign partitions to hook" in reason.reason, reason
+    consuming = hub(worker=worker(consuming=True))
+    assert AdminServer(consuming)._worker_check()["ok"]  # type: ignore[arg-type]
+    assert not_ready(consuming) is None  # type: ignore[arg-type]
+
+
+def test_an_enabled_subscription_without_a_lane_is_a_problem() -> None:
+    broken = worker(consuming=True)
+    del broken.lanes["hook"]  # its handler could not be built
+    check = AdminServer(hub(worker=broken))._worker_check()  # type: ignore[arg-type]
+    assert not check["ok"] and "no lane for hook" in check["detail"], check
+    reason = not_ready(hub(worker=broken))  # type: ignore[arg-type]
+    assert reason is not None and reason.problem and "hook" in reason.reason
