@@ -18,7 +18,7 @@ from hub.events import Event
 
 
 def fetch_lineage(client: Any, model: str, version: str) -> dict[str, Any]:
-    """Blocking (run through ``context.mlflow_call``): as the seed's ``get_model_lineage``
+    """Blocking (run through ``context.mlflow_call``): as a deploy pipeline's lineage lookup
     gathers it — the version's run, its experiment, params and metrics, the version tags."""
     mv = client.get_model_version(model, version)
     lineage: dict[str, Any] = {"run_id": mv.run_id or None, "experiment_id": None,

@@ -1,4 +1,4 @@
-"""The seed's upper-case registry webhook event names, as aliases of the event catalog.
+"""Databricks-style upper-case registry webhook event names, as aliases of the event catalog.
 
 Code written against Databricks-style registry webhooks subscribes to names such as
 ``MODEL_VERSION_TRANSITIONED_TO_PRODUCTION``. A subscription (config file or admin API) may

@@ -1,5 +1,5 @@
-"""A small synchronous client of the hub's admin API, with the registry-webhook calls the
-seed's code makes (Databricks style)::
+"""A small synchronous client of the hub's admin API, with the registry-webhook calls of
+Databricks-style code (``create_registered_model_webhook`` and friends)::
 
     hub = HubClient("http://hub:8080", token=os.environ["HUB_ADMIN_TOKEN"])
     hook = hub.create_registered_model_webhook(
@@ -92,7 +92,7 @@ class HubClient:
         body = {k: v for k, v in (("subscription", subscription), ("event_id", event_id)) if v}
         return int(self._call("POST", "/api/dead-letters/replay", body)["enqueued"])
 
-    # --- registry webhooks (the seed's calls) -------------------------------------------
+    # --- registry webhooks (Databricks-style calls) ----------------------------------------
 
     def create_registered_model_webhook(
             self, name: str | None = None, events: list[str] | None = None,

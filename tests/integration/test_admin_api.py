@@ -71,7 +71,7 @@ async def test_runtime_webhook_lifecycle_through_the_client(
             await asyncio.to_thread(HubClient(admin.url).list_webhooks)
         assert denied.value.status == 401
 
-        # create (the seed's call) → delivered, filtered by the alias' stage condition
+        # create (a Databricks-style call) → delivered, filtered by the alias' stage condition
         hook = await api.client(
             client, client.create_registered_model_webhook, name="iris",
             events=["MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"],

@@ -1,5 +1,6 @@
-"""The seed's registry workflow, driven through a real ``mlflow server``, read back from a
-real broker by an independent consumer: exact event types, payloads and headers per model.
+"""A whole registry workflow (create, versions, tags, stage moves, aliases, rename, delete),
+driven through a real ``mlflow server``, read back from a real broker by an independent
+consumer: exact event types, payloads and headers per model.
 
 Each step is followed by one detection round (``poll_once``), so every intermediate state is
 observed; the loop itself is covered by the restart and outage tests.

@@ -1,4 +1,4 @@
-"""The seed's upper-case event names: the alias table, and that an expanded subscription
+"""Databricks-style upper-case event names: the alias table, and that an expanded subscription
 routes exactly like the union of its aliases taken one by one."""
 
 from __future__ import annotations
