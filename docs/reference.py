@@ -21,7 +21,7 @@ from hub.config import HubConfig, Section
 from hub.detect.detector import stamp
 from hub.detect.diff import diff
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
-from hub.events import EventType
+from hub.events import IS_PROMPT_TAG, PROMPT_TEXT_TAG, EventType
 
 README = Path(__file__).parents[1] / "README.md"
 SECTIONS = ("catalog", "config")
@@ -42,42 +42,79 @@ MEANING = {
     EventType.MODEL_VERSION_TAG_DELETED: "a version tag was removed",
     EventType.MODEL_VERSION_ALIAS_CREATED: "an alias was set or moved (`previous_version`)",
     EventType.MODEL_VERSION_ALIAS_DELETED: "an alias was removed",
+    EventType.PROMPT_CREATED: "a prompt was registered (or a model became one: see below)",
+    EventType.PROMPT_UPDATED: "the prompt's description changed",
+    EventType.PROMPT_RENAMED: "the prompt was renamed",
+    EventType.PROMPT_DELETED: "the prompt was deleted, with its versions and aliases",
+    EventType.PROMPT_TAG_SET: "a prompt tag was set or changed (`mlflow.prompt.is_prompt`: a "
+                              "model became a prompt)",
+    EventType.PROMPT_TAG_DELETED: "a prompt tag was removed",
+    EventType.PROMPT_VERSION_CREATED: "a prompt version was registered (`template`)",
+    EventType.PROMPT_VERSION_UPDATED: "a prompt version's description changed",
+    EventType.PROMPT_VERSION_STATUS_CHANGED: "a prompt version's registration status changed "
+                                             "(MLflow's prompt API never does this)",
+    EventType.PROMPT_VERSION_STAGE_TRANSITIONED: "a prompt version changed stage (only "
+                                                 "through the model API)",
+    EventType.PROMPT_VERSION_DELETED: "a prompt version was deleted",
+    EventType.PROMPT_VERSION_TAG_SET: "a prompt version tag was set or changed",
+    EventType.PROMPT_VERSION_TAG_DELETED: "a prompt version tag was removed",
+    EventType.PROMPT_ALIAS_CREATED: "a prompt alias was set or moved (`previous_version`)",
+    EventType.PROMPT_ALIAS_DELETED: "a prompt alias was removed",
 }
 
 
 def _version(stage: str = "None", tags: dict[str, str] | None = None,
-             description: str | None = None, status: str = "READY") -> VersionState:
+             description: str | None = None, status: str = "READY",
+             prompt: bool = False) -> VersionState:
+    if prompt:  # as MLflow's register_prompt writes it
+        tags = {IS_PROMPT_TAG: "true", PROMPT_TEXT_TAG: "Summarise in {{n}} words: {{text}}",
+                **(tags or {})}
+        return VersionState("1", 1795860100000, None, "prompt-template", "alice", status,
+                            stage, description, tags)
     return VersionState("1", 1795860100000, "9f1c0ffee", "s3://models/iris/1", "alice",
                         status, stage, description, tags or {})
 
 
 def _model(name: str = "iris", description: str = "Iris classifier",
            tags: dict[str, str] | None = None, aliases: dict[str, str] | None = None,
-           version: VersionState | None = None) -> Snapshot:
+           version: VersionState | None = None, prompt: bool = False) -> Snapshot:
     versions = {"1": version} if version else {}
+    tags = {"team": "ml"} if tags is None else tags
     return Snapshot.of([ModelState(name, 1795860000000, description,
-                                   {"team": "ml"} if tags is None else tags, aliases or {},
-                                   versions)])
+                                   {IS_PROMPT_TAG: "true", **tags} if prompt else tags,
+                                   aliases or {}, versions)])
 
 
-def story() -> list[Snapshot]:
-    """A registry's life that produces every event type once."""
-    prod = _version("Production")
+def story(prompt: bool = False) -> list[Snapshot]:
+    """A registry's life that produces every event type of one family once."""
+    name, v2 = ("summarize", "Ticket summary v2") if prompt else ("iris", "Iris classifier v2")
+    renamed = f"{name}-prod"
+
+    def model(**kw: Any) -> Snapshot:
+        return _model(**{"name": name, "prompt": prompt,
+                         "description": "Ticket summary" if prompt else "Iris classifier",
+                         **kw})
+
+    def version(stage: str = "None", tags: dict[str, str] | None = None,
+                description: str | None = None, status: str = "READY") -> VersionState:
+        return _version(stage, tags, description, status, prompt)
+
+    prod = version("Production")
     return [
         Snapshot(),
-        _model(),
-        _model(version=_version(status="PENDING_REGISTRATION")),
-        _model(version=_version()),
-        _model(version=prod),
-        _model(aliases={"champion": "1"}, version=prod),
-        _model(aliases={"champion": "1"}, version=_version("Production", {"validated": "true"})),
-        _model(aliases={"champion": "1"}, version=_version("Production", {}, "tuned C=0.5")),
-        _model(description="Iris classifier v2", tags={"team": "ml", "owner": "bob"},
-               version=_version("Production", {}, "tuned C=0.5")),
-        _model(description="Iris classifier v2", tags={"owner": "bob"},
-               version=_version("Production", {}, "tuned C=0.5")),
-        _model(description="Iris classifier v2", tags={"owner": "bob"}),
-        _model(name="iris-prod", description="Iris classifier v2", tags={"owner": "bob"}),
+        model(),
+        model(version=version(status="PENDING_REGISTRATION")),
+        model(version=version()),
+        model(version=prod),
+        model(aliases={"champion": "1"}, version=prod),
+        model(aliases={"champion": "1"}, version=version("Production", {"validated": "true"})),
+        model(aliases={"champion": "1"}, version=version("Production", {}, "tuned C=0.5")),
+        model(description=v2, tags={"team": "ml", "owner": "bob"},
+              version=version("Production", {}, "tuned C=0.5")),
+        model(description=v2, tags={"owner": "bob"},
+              version=version("Production", {}, "tuned C=0.5")),
+        model(description=v2, tags={"owner": "bob"}),
+        model(name=renamed, description=v2, tags={"owner": "bob"}),
         Snapshot(),
     ]
 
@@ -86,8 +123,7 @@ def render_catalog() -> str:
     now = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     examples: dict[str, dict[str, object]] = {}
     sequences: dict[str, int] = {}
-    snapshots = story()
-    for before, after in itertools.pairwise(snapshots):
+    for before, after in [*itertools.pairwise(story()), *itertools.pairwise(story(True))]:
         events, sequences = stamp(diff(before, after), before, after, sequences,
                                   epoch="catalog", source="http://mlflow:5000", now=now)
         for event in events:

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from hub.events import EVENT_TYPES, Event
+from hub.events import (
+    EVENT_TYPES,
+    IS_PROMPT_TAG,
+    PROMPT_TEXT_TAG,
+    PROMPT_TWIN,
+    Event,
+    EventType,
+    is_prompt_event,
+)
 from hub.plugins import is_test
 
 MAX_BLOCKS = 50
@@ -81,8 +89,13 @@ def links(event: Event, ui_url: str | None) -> dict[str, str]:
         return out
     base = ui_url.rstrip("/")
     model = quote(event.model, safe="")
-    out["model_url"] = f"{base}/#/models/{model}"
-    if event.version is not None:
+    if is_prompt_event(event.type):  # the prompt's page lists its versions
+        out["model_url"] = f"{base}/#/prompts/{model}"
+        if event.version is not None:
+            out["version_url"] = out["model_url"]
+    else:
+        out["model_url"] = f"{base}/#/models/{model}"
+    if event.version is not None and not out["version_url"]:
         out["version_url"] = f"{out['model_url']}/versions/{quote(str(event.version), safe='')}"
     run_id = event.data.get("run_id")
     if run_id:  # MLflow's UI route ``/runs/:runUuid`` needs no experiment id
@@ -104,54 +117,80 @@ def _was(value: object) -> str:
     return f" (was `{_v(value)}`)" if value not in (None, "") else ""
 
 
+def _family(thing: str, short: str, version: str) -> dict[str, _Describer]:
+    """The describers of one family: ``thing`` is what is registered ("registered model",
+    "prompt"), ``short`` its short name, ``version`` what its versions are called."""
+    head = thing[0].upper() + thing[1:]
+    return {
+        "registered_model.created": lambda e, w, d: (
+            "🆕", f"New {thing}: {e.model}", f"{head} {w} was created"),
+        "registered_model.updated": lambda e, w, d: (
+            "✏️", f"Description updated: {e.model}", f"The description of {w} was updated"),
+        "registered_model.renamed": lambda e, w, d: (
+            "🔤", f"{short} renamed: {d.get('previous_name')} → {e.model}",
+            f"*{_v(d.get('previous_name'))}* was renamed to {w}"),
+        "registered_model.deleted": lambda e, w, d: (
+            "🗑️", f"{short} deleted: {e.model}", f"{head} {w} was deleted"),
+        "registered_model_tag.set": lambda e, w, d: (
+            "🏷️", f"Tag set on {e.model}: {d.get('key')}",
+            f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
+            + _was(d.get("previous_value"))),
+        "registered_model_tag.deleted": lambda e, w, d: (
+            "🏷️", f"Tag removed from {e.model}: {d.get('key')}",
+            f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
+        "model_version.created": lambda e, w, d: (
+            "🆕", f"New {version}: {e.model} v{e.version}",
+            f"{w} was registered" + (f" by {_v(d['user_id'])}" if d.get("user_id") else "")),
+        "model_version.updated": lambda e, w, d: (
+            "✏️", f"Description updated: {e.model} v{e.version}",
+            f"The description of {w} was updated"),
+        "model_version.status_changed": lambda e, w, d: (
+            "✅" if d.get("status") == "READY" else "⚠️",
+            f"{e.model} v{e.version}: {d.get('previous_status')} → {d.get('status')}",
+            f"{w} status changed from *{_v(d.get('previous_status'))}* to "
+            f"*{_v(d.get('status'))}*"),
+        "model_version.stage_transitioned": lambda e, w, d: (
+            "🚀" if d.get("to_stage") == "Production" else "🔀",
+            f"{e.model} v{e.version}: {d.get('from_stage')} → {d.get('to_stage')}",
+            f"{w} moved from *{_v(d.get('from_stage'))}* to *{_v(d.get('to_stage'))}*"),
+        "model_version.deleted": lambda e, w, d: (
+            "🗑️", f"{version[0].upper() + version[1:]} deleted: {e.model} v{e.version}",
+            f"{w} was deleted"),
+        "model_version_tag.set": lambda e, w, d: (
+            "🏷️", f"{e.model} v{e.version}: tag {d.get('key')}",
+            f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
+            + _was(d.get("previous_value"))),
+        "model_version_tag.deleted": lambda e, w, d: (
+            "🏷️", f"{e.model} v{e.version}: tag {d.get('key')} removed",
+            f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
+        "model_version_alias.created": lambda e, w, d: (
+            "📌", f"{e.model}@{d.get('alias')} → v{e.version}",
+            f"Alias `@{_v(d.get('alias'))}` now points to {w}"
+            + (f" (was v{_v(d['previous_version'])})" if d.get("previous_version") else "")),
+        "model_version_alias.deleted": lambda e, w, d: (
+            "📌", f"{e.model}@{d.get('alias')} removed",
+            f"Alias `@{_v(d.get('alias'))}` was removed from {w}"),
+    }
+
+
 _DESCRIBE: dict[str, _Describer] = {
-    "registered_model.created": lambda e, w, d: (
-        "🆕", f"New registered model: {e.model}", f"Registered model {w} was created"),
-    "registered_model.updated": lambda e, w, d: (
-        "✏️", f"Description updated: {e.model}", f"The description of {w} was updated"),
-    "registered_model.renamed": lambda e, w, d: (
-        "🔤", f"Model renamed: {d.get('previous_name')} → {e.model}",
-        f"*{_v(d.get('previous_name'))}* was renamed to {w}"),
-    "registered_model.deleted": lambda e, w, d: (
-        "🗑️", f"Model deleted: {e.model}", f"Registered model {w} was deleted"),
-    "registered_model_tag.set": lambda e, w, d: (
-        "🏷️", f"Tag set on {e.model}: {d.get('key')}",
-        f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
-        + _was(d.get("previous_value"))),
-    "registered_model_tag.deleted": lambda e, w, d: (
-        "🏷️", f"Tag removed from {e.model}: {d.get('key')}",
-        f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
-    "model_version.created": lambda e, w, d: (
-        "🆕", f"New version: {e.model} v{e.version}",
-        f"{w} was registered" + (f" by {_v(d['user_id'])}" if d.get("user_id") else "")),
-    "model_version.updated": lambda e, w, d: (
-        "✏️", f"Description updated: {e.model} v{e.version}",
-        f"The description of {w} was updated"),
-    "model_version.status_changed": lambda e, w, d: (
-        "✅" if d.get("status") == "READY" else "⚠️",
-        f"{e.model} v{e.version}: {d.get('previous_status')} → {d.get('status')}",
-        f"{w} status changed from *{_v(d.get('previous_status'))}* to *{_v(d.get('status'))}*"),
-    "model_version.stage_transitioned": lambda e, w, d: (
-        "🚀" if d.get("to_stage") == "Production" else "🔀",
-        f"{e.model} v{e.version}: {d.get('from_stage')} → {d.get('to_stage')}",
-        f"{w} moved from *{_v(d.get('from_stage'))}* to *{_v(d.get('to_stage'))}*"),
-    "model_version.deleted": lambda e, w, d: (
-        "🗑️", f"Version deleted: {e.model} v{e.version}", f"{w} was deleted"),
-    "model_version_tag.set": lambda e, w, d: (
-        "🏷️", f"{e.model} v{e.version}: tag {d.get('key')}",
-        f"Tag `{_v(d.get('key'))}` = `{_v(d.get('value'))}` set on {w}"
-        + _was(d.get("previous_value"))),
-    "model_version_tag.deleted": lambda e, w, d: (
-        "🏷️", f"{e.model} v{e.version}: tag {d.get('key')} removed",
-        f"Tag `{_v(d.get('key'))}` removed from {w}" + _was(d.get("previous_value"))),
-    "model_version_alias.created": lambda e, w, d: (
-        "📌", f"{e.model}@{d.get('alias')} → v{e.version}",
-        f"Alias `@{_v(d.get('alias'))}` now points to {w}"
-        + (f" (was v{_v(d['previous_version'])})" if d.get("previous_version") else "")),
-    "model_version_alias.deleted": lambda e, w, d: (
-        "📌", f"{e.model}@{d.get('alias')} removed",
-        f"Alias `@{_v(d.get('alias'))}` was removed from {w}"),
+    **_family("registered model", "Model", "version"),
+    **{PROMPT_TWIN[EventType(t)].value: describe
+       for t, describe in _family("prompt", "Prompt", "prompt version").items()},
 }
+
+
+def _flipped(event: Event) -> str:
+    """What a change of the ``mlflow.prompt.is_prompt`` tag did, if it flipped the model."""
+    d = event.data
+    if d.get("key") != IS_PROMPT_TAG or event.version is not None:
+        return ""
+    was_prompt = str(d.get("previous_value") or "").lower() == "true"
+    if is_prompt_event(event.type) and not was_prompt:
+        return "it is now a prompt"
+    if not is_prompt_event(event.type) and was_prompt:
+        return "it is a model again, no longer a prompt"
+    return ""
 
 
 def _generic(event: Event, where: str, data: dict[str, Any]) -> tuple[str, str, str]:
@@ -169,7 +208,8 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 
 
 def _fields(event: Event, data: dict[str, Any], urls: dict[str, str]) -> list[str]:
-    out = [f"*Model*\n{_link(urls['model_url'], _v(event.model))}"]
+    kind = "Prompt" if is_prompt_event(event.type) else "Model"
+    out = [f"*{kind}*\n{_link(urls['model_url'], _v(event.model))}"]
     if event.version is not None:
         out.append(f"*Version*\n{_link(urls['version_url'], _v(event.version))}")
     for key, label in _FIELDS:
@@ -203,8 +243,11 @@ def _section(text: str | None, fields: list[str] | None = None) -> dict[str, Any
 def default_message(event: Event, ui_url: str | None) -> SlackMessage:
     data = event.data
     urls = links(event, ui_url)
+    kind = "Prompt" if is_prompt_event(event.type) else "Model"
     where = f"*{_v(event.model)}*" + (f" v{_v(event.version)}" if event.version else "")
     emoji, title, summary = _DESCRIBE.get(event.type, _generic)(event, where, data)
+    if flipped := _flipped(event):
+        summary = f"{summary}: {flipped}"
     mark = _test_mark(event)
     fields = _fields(event, data, urls)
     blocks: list[dict[str, Any]] = [
@@ -220,10 +263,14 @@ def default_message(event: Event, ui_url: str | None) -> SlackMessage:
         if data.get(key):
             quoted = "\n".join(f">{line}" for line in _v(data[key], MAX_SECTION).splitlines())
             blocks.append(_section(f"*{label}*\n{quoted}"))
+    if data.get("template"):  # a new prompt version: its text, as code
+        blocks.append(_section(f"*Template*\n```{_v(data['template'], MAX_SECTION - 30)}```"))
     tags = data.get("tags")
+    if isinstance(tags, dict):  # the template is shown above, not again among the tags
+        tags = {k: v for k, v in tags.items() if k != PROMPT_TEXT_TAG}
     if isinstance(tags, dict) and tags:
         listed = " · ".join(f"`{_v(k, 100)}`: {_v(v, 200)}" for k, v in sorted(tags.items()))
-        label = "Version tags" if event.version is not None else "Model tags"
+        label = "Version tags" if event.version is not None else f"{kind} tags"
         blocks.append(_section(f"*{label}*\n{listed}"))
     when = f"<!date^{int(event.time.timestamp())}^{{date_short_pretty}} {{time}}|" \
         f"{event.time.isoformat()}>"  # shown in the reader's time zone

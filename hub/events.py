@@ -3,6 +3,13 @@
 ``hub.detect.diff`` produces :class:`Change` values (what changed, pure). The detector *stamps* them
 into :class:`Event` values: an id (:func:`event_id`), a time, the registry's URI. The type
 names match MLflow's own webhook event names where the two overlap.
+
+Two families share one shape. MLflow keeps its prompt registry in the model registry: a prompt
+is a registered model tagged ``mlflow.prompt.is_prompt=true``, its versions are model
+versions. Every model event has a prompt twin (:data:`PROMPT_TWIN`: ``registered_model`` →
+``prompt``, ``model_version`` → ``prompt_version``, ``model_version_alias`` → ``prompt_alias``)
+carrying the same fields, ``model_name`` being the prompt's name. Which family an event is in
+depends on what the model is at that moment, never on what it was.
 """
 
 from __future__ import annotations
@@ -31,6 +38,59 @@ class EventType(StrEnum):
     MODEL_VERSION_TAG_DELETED = "model_version_tag.deleted"
     MODEL_VERSION_ALIAS_CREATED = "model_version_alias.created"
     MODEL_VERSION_ALIAS_DELETED = "model_version_alias.deleted"
+    PROMPT_CREATED = "prompt.created"
+    PROMPT_UPDATED = "prompt.updated"
+    PROMPT_RENAMED = "prompt.renamed"
+    PROMPT_DELETED = "prompt.deleted"
+    PROMPT_TAG_SET = "prompt_tag.set"
+    PROMPT_TAG_DELETED = "prompt_tag.deleted"
+    PROMPT_VERSION_CREATED = "prompt_version.created"
+    PROMPT_VERSION_UPDATED = "prompt_version.updated"
+    PROMPT_VERSION_STATUS_CHANGED = "prompt_version.status_changed"
+    PROMPT_VERSION_STAGE_TRANSITIONED = "prompt_version.stage_transitioned"
+    PROMPT_VERSION_DELETED = "prompt_version.deleted"
+    PROMPT_VERSION_TAG_SET = "prompt_version_tag.set"
+    PROMPT_VERSION_TAG_DELETED = "prompt_version_tag.deleted"
+    PROMPT_ALIAS_CREATED = "prompt_alias.created"
+    PROMPT_ALIAS_DELETED = "prompt_alias.deleted"
+
+
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+"""The registered-model tag that makes a model a prompt (MLflow's ``IS_PROMPT_TAG_KEY``)."""
+PROMPT_TEXT_TAG = "mlflow.prompt.text"
+"""The prompt-version tag holding the template (MLflow's ``PROMPT_TEXT_TAG_KEY``)."""
+
+PROMPT_TWIN: dict[EventType, EventType] = {
+    EventType(m): EventType(p) for m, p in [
+        ("registered_model.created", "prompt.created"),
+        ("registered_model.updated", "prompt.updated"),
+        ("registered_model.renamed", "prompt.renamed"),
+        ("registered_model.deleted", "prompt.deleted"),
+        ("registered_model_tag.set", "prompt_tag.set"),
+        ("registered_model_tag.deleted", "prompt_tag.deleted"),
+        ("model_version.created", "prompt_version.created"),
+        ("model_version.updated", "prompt_version.updated"),
+        ("model_version.status_changed", "prompt_version.status_changed"),
+        ("model_version.stage_transitioned", "prompt_version.stage_transitioned"),
+        ("model_version.deleted", "prompt_version.deleted"),
+        ("model_version_tag.set", "prompt_version_tag.set"),
+        ("model_version_tag.deleted", "prompt_version_tag.deleted"),
+        ("model_version_alias.created", "prompt_alias.created"),
+        ("model_version_alias.deleted", "prompt_alias.deleted"),
+    ]
+}
+"""Each model event type → the same change to a prompt."""
+MODEL_TWIN: dict[EventType, EventType] = {p: m for m, p in PROMPT_TWIN.items()}
+"""Each prompt event type → the same change to a model."""
+
+
+def is_prompt(tags: dict[str, str]) -> bool:
+    """Whether a registered model with these tags is a prompt, as MLflow decides it."""
+    return tags.get(IS_PROMPT_TAG, "false").lower() == "true"
+
+
+def is_prompt_event(event_type: str) -> bool:
+    return event_type in MODEL_TWIN
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
@@ -67,9 +127,10 @@ class Event:
 
     @property
     def subject(self) -> str:
+        kind = "prompts" if is_prompt_event(self.type) else "models"
         if self.version is not None:
-            return f"models/{self.model}/versions/{self.version}"
-        return f"models/{self.model}"
+            return f"{kind}/{self.model}/versions/{self.version}"
+        return f"{kind}/{self.model}"
 
 
 def new_epoch() -> str:

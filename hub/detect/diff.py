@@ -14,6 +14,11 @@ Rules (documented in the README's event catalog):
   polls) is reported as deleted + created.
 * Deleting a model emits one ``registered_model.deleted`` listing the versions and aliases
   it took with it.
+* A prompt (a model tagged ``mlflow.prompt.is_prompt=true``) gets the prompt twin of each
+  event (``hub.events.PROMPT_TWIN``). A model's events are in the family of what it is *now*;
+  only a deletion is in the family of what it was. So a model that becomes a prompt is
+  reported as ``prompt_tag.set`` (``key: mlflow.prompt.is_prompt``), one that stops being
+  one as ``registered_model_tag.deleted`` (or ``.set``), never as deleted + created.
 
 ``apply(snapshot, changes)`` replays changes onto a snapshot; ``apply(a, diff(a, b)) == b``
 is the property the tests hold this module to.
@@ -26,7 +31,14 @@ from dataclasses import replace
 from typing import Any
 
 from hub.detect.snapshot import ModelState, Snapshot, VersionState, version_sort_key
-from hub.events import Change, EventType
+from hub.events import (
+    MODEL_TWIN,
+    PROMPT_TEXT_TAG,
+    PROMPT_TWIN,
+    Change,
+    EventType,
+    is_prompt,
+)
 
 ARCHIVED = "Archived"
 
@@ -57,15 +69,31 @@ def _renames(previous: Snapshot, current: Snapshot) -> dict[str, str]:
 
 
 def _model_changes(old: ModelState | None, new: ModelState | None) -> list[Change]:
-    if old is None and new is None:
-        return []
     if new is None:
-        assert old is not None
-        return [_model_deleted(old)]
+        return [] if old is None else _as_kind(old, [_model_deleted(old)])
+    created = _as_kind(new, [_model_created(new), *_body_changes(_empty_like(new), new)])
     if old is None:
-        return [_model_created(new), *_body_changes(_empty_like(new), new)]
+        return created
     if old.creation_timestamp != new.creation_timestamp:  # deleted and re-created
-        return [_model_deleted(old), _model_created(new), *_body_changes(_empty_like(new), new)]
+        return [*_as_kind(old, [_model_deleted(old)]), *created]
+    return _as_kind(new, _kept_model_changes(old, new))
+
+
+def _as_kind(model: ModelState, changes: list[Change]) -> list[Change]:
+    """``changes`` in the family of what ``model`` is: a prompt's are the prompt twins, and
+    a new prompt version also carries its ``template``."""
+    if not is_prompt(model.tags):
+        return changes
+    out = []
+    for c in changes:
+        data = c.data
+        if c.type is EventType.MODEL_VERSION_CREATED:
+            data = {**data, "template": data["tags"].get(PROMPT_TEXT_TAG)}
+        out.append(replace(c, type=PROMPT_TWIN[c.type], data=data))
+    return out
+
+
+def _kept_model_changes(old: ModelState, new: ModelState) -> list[Change]:
     changes: list[Change] = []
     if old.name != new.name:
         changes.append(
@@ -239,7 +267,8 @@ def apply(snapshot: Snapshot, changes: list[Change]) -> Snapshot:
     return Snapshot(models)
 
 
-def _apply_one(models: dict[str, ModelState], c: Change) -> None:
+def _apply_one(models: dict[str, ModelState], change: Change) -> None:
+    c = replace(change, type=MODEL_TWIN.get(change.type, change.type))  # one shape, two names
     d, t = c.data, c.type
     if t is EventType.REGISTERED_MODEL_CREATED:
         models[c.model] = ModelState(c.model, d["creation_timestamp"], d["description"],

@@ -27,7 +27,7 @@ from handlers.slack_messages import (
     validate_templates,
 )
 from handlers.slack_pacing import ChannelPacer, ThreadMap, blocked_for, pacing_delay
-from hub.events import EVENT_TYPES, Event
+from hub.events import EVENT_TYPES, PROMPT_TWIN, Event, EventType
 from hub.outcome import Status
 
 UI = "http://mlflow.example:5000/"
@@ -63,12 +63,22 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "model_version_alias.created": {**LINEAGE, "alias": "champion", "previous_version": "2"},
     "model_version_alias.deleted": {**LINEAGE, "alias": "champion"},
 }
+PROMPT_VERSION = {**LINEAGE, "run_id": None, "source": "prompt-template",
+                  "tags": {"mlflow.prompt.is_prompt": "true",
+                           "mlflow.prompt.text": "Summarise {{text}}"}}
+# a prompt's events carry the same fields as their model twins; a new version its template
+SAMPLES.update({
+    PROMPT_TWIN[EventType(t)].value: (
+        {**data, **PROMPT_VERSION} if t.startswith("model_version") else dict(data))
+    for t, data in list(SAMPLES.items())
+})
+SAMPLES["prompt_version.created"]["template"] = "Summarise {{text}}"
 
 
 def make_event(type_: str, data: dict[str, Any] | None = None, *, model: str = "iris",
                version: str | None = None) -> Event:
     data = dict(SAMPLES[type_] if data is None else data)
-    if version is None and type_.startswith("model_version"):
+    if version is None and type_.startswith(("model_version", "prompt_version", "prompt_alias")):
         version = "3"
     return Event(id="ev-1", type=type_, model=model, time=TIME, source="mlflow:test",
                  data=data, version=version)
@@ -110,9 +120,38 @@ def test_every_event_type_renders_within_limits(type_: str, ui_url: str | None) 
     assert message.blocks[0]["type"] == "header"
     assert "iris" in message.text and "iris" in message.blocks[0]["text"]["text"]
     assert "s3cret" not in texts(message) + message.text  # tracking_uri is never shown
-    if type_.startswith("model_version"):
+    if type_.startswith(("model_version", "prompt_version", "prompt_alias")):
         assert "v3" in message.text
     assert ("mlflow.example" in texts(message)) is (ui_url is not None)
+
+
+def test_prompt_events_say_prompt_link_the_prompt_page_and_show_the_template() -> None:
+    message = build_message(make_event("prompt_version.created", model="summarize"),
+                            ui_url=UI, templates=None)
+    assert message.blocks[0]["text"]["text"].endswith("New prompt version: summarize v3")
+    body = texts(message)
+    assert "*Prompt*\\n<http://mlflow.example:5000/#/prompts/summarize|summarize>" in body
+    assert "/#/models/" not in body
+    assert "```Summarise {{text}}```" in body
+    assert "mlflow.prompt.text" not in body  # shown once, as the template
+    created = build_message(make_event("prompt.created", model="summarize"), ui_url=None,
+                            templates=None)
+    assert created.text == "🆕 Prompt *summarize* was created"
+
+
+def test_a_model_becoming_a_prompt_and_back_is_said_so() -> None:
+    flip = {"model_name": "m", "key": "mlflow.prompt.is_prompt", "value": "true",
+            "previous_value": None}
+    message = build_message(make_event("prompt_tag.set", flip, model="m"), ui_url=None,
+                            templates=None)
+    assert message.text.endswith(": it is now a prompt")
+    back = {"model_name": "m", "key": "mlflow.prompt.is_prompt", "previous_value": "true"}
+    message = build_message(make_event("registered_model_tag.deleted", back, model="m"),
+                            ui_url=None, templates=None)
+    assert message.text.endswith(": it is a model again, no longer a prompt")
+    other = build_message(make_event("prompt_tag.set", model="m"), ui_url=None,
+                          templates=None)
+    assert "prompt" not in other.text.split("set on")[-1]
 
 
 def test_unknown_event_type_still_renders() -> None:
