@@ -33,7 +33,7 @@ from hub.detect.diff import diff
 from hub.detect.recent import RecentEvents
 from hub.detect.snapshot import ModelState, Snapshot
 from hub.errors import BusError, SourceError
-from hub.events import Change, Event, EventType, event_id, new_epoch
+from hub.events import MODEL_TWIN, Change, Event, EventType, event_id, new_epoch
 from hub.metrics import Metrics
 from hub.redaction import redact_url
 
@@ -57,9 +57,10 @@ def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
     seqs = dict(sequences)
     events = []
     for change in changes:
-        if change.type is EventType.REGISTERED_MODEL_RENAMED:
+        kind = MODEL_TWIN.get(change.type, change.type)  # a prompt's count like a model's
+        if kind is EventType.REGISTERED_MODEL_RENAMED:
             seqs[change.model] = seqs.pop(change.data["previous_name"], 0)
-        if change.type is EventType.REGISTERED_MODEL_CREATED:
+        if kind is EventType.REGISTERED_MODEL_CREATED:
             seqs[change.model] = 0
         created = change.data.get("creation_timestamp") if change.version is None else None
         if created is None:

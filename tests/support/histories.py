@@ -1,6 +1,6 @@
 """A small registry simulator for property tests: random operations, polled at random
 points, so several operations can merge into one observed change, values toggle, and models
-are renamed, deleted and re-created under the same name."""
+are renamed, deleted and re-created under the same name, and become prompts and models again."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from dataclasses import replace
 from hypothesis import strategies as st
 
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
+from hub.events import IS_PROMPT_TAG
 
 NAMES = ["alpha", "beta", "gamma"]
 OPERATIONS = ["create", "delete", "rename", "untag", "describe", "version", "unversion", "alias",
-              "stage", *["tag"] * 4]  # tag changes are the common case (and the reported one)
+              "stage", "prompt", *["tag"] * 4]  # tag changes are the common case (and the reported one)
 VALUES = ["a", "b", "c"]
 
 
@@ -35,6 +36,9 @@ def operate(models: dict[str, ModelState], op: str, name: str, value: str, clock
             models[target] = m.renamed(target)
     elif op == "tag":
         models[name] = replace(m, tags={**m.tags, "k": value})
+    elif op == "prompt":  # "a": it becomes a prompt; else it is a model (again)
+        tags = {k: v for k, v in m.tags.items() if k != IS_PROMPT_TAG}
+        models[name] = replace(m, tags={**tags, IS_PROMPT_TAG: "true"} if value == "a" else tags)
     elif op == "untag":
         models[name] = replace(m, tags={k: v for k, v in m.tags.items() if k != "k"})
     elif op == "describe":

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hub.detect.detector import stamp
 from hub.detect.diff import diff
 from hub.detect.snapshot import ModelState, Snapshot
-from hub.events import Change, Event, EventType, event_id
+from hub.events import IS_PROMPT_TAG, Change, Event, EventType, event_id
 from tests.support.histories import NAMES, OPERATIONS, VALUES, histories, operate
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -241,3 +241,12 @@ def test_distinct_changes_or_places_give_distinct_ids(a: Change, b: Change, epoc
     if (a.type, a.model, a.version, a.data, seq_a) != (b.type, b.model, b.version, b.data, seq_b):
         assert (event_id(a, epoch=epoch, model_creation_timestamp=ts, sequence=seq_a)
                 != event_id(b, epoch=epoch, model_creation_timestamp=ts, sequence=seq_b))
+
+
+def test_a_prompt_keeps_its_count_across_a_rename_as_a_model_does() -> None:
+    prompt = ModelState("p", 1, tags={IS_PROMPT_TAG: "true"})
+    history = [Snapshot.of([prompt]), Snapshot.of([replace(prompt, description="d")]),
+               Snapshot.of([replace(prompt, name="q", description="d")])]
+    events, seqs = run(history, EPOCH_1)
+    assert [e.type for e in events] == [EventType.PROMPT_UPDATED, EventType.PROMPT_RENAMED]
+    assert seqs == {"q": 2}
