@@ -42,7 +42,7 @@ MEANING = {
     EventType.MODEL_VERSION_TAG_DELETED: "a version tag was removed",
     EventType.MODEL_VERSION_ALIAS_CREATED: "an alias was set or moved (`previous_version`)",
     EventType.MODEL_VERSION_ALIAS_DELETED: "an alias was removed",
-    EventType.PROMPT_CREATED: "a prompt was registered (or a model became one: see below)",
+    EventType.PROMPT_CREATED: "a prompt was registered",
     EventType.PROMPT_UPDATED: "the prompt's description changed",
     EventType.PROMPT_RENAMED: "the prompt was renamed",
     EventType.PROMPT_DELETED: "the prompt was deleted, with its versions and aliases",

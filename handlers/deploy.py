@@ -5,7 +5,10 @@ and a Kafka command topic (``deploy.requests``) whose records follow
 ``docs/deploy-request.schema.json``. Every request carries an idempotency key derived from
 the subscription and the event id, so a redelivery can be told apart from a new deployment.
 The hub's router applies ``events``/``models``/``when`` before :meth:`DeployHandler.deliver`
-is called. Payloads and status mapping are pure, in ``handlers.deploy_targets``; the lineage
+is called. Prompt events (``prompt*``: MLflow's prompt registry) deploy nothing unless the
+subscription sets ``prompts: true``, so a glob such as ``*`` or ``*_alias.created`` does not
+start a model deployment when a prompt alias moves; they are answered ``delivered`` with a
+detail saying so. Payloads and status mapping are pure, in ``handlers.deploy_targets``; the lineage
 sent with ``include_lineage`` comes from ``handlers.deploy_lineage``.
 """
 
@@ -50,13 +53,16 @@ from handlers.deploy_targets import (
     workflow_payload,
 )
 from hub.errors import PluginError
-from hub.events import Event
+from hub.events import Event, is_prompt_event
 from hub.http import RedirectRefused, find_refusal
 from hub.outcome import Outcome
 from hub.plugins import HandlerContext, HandlerOptions
 from hub.redaction import redact_url
 
 log = structlog.get_logger(__name__)
+
+NOT_FOR_PROMPTS = ("not deployed: a prompt event, and this subscription deploys models only "
+                   "(set prompts: true to deploy prompts)")
 
 Target = Literal["github_dispatch", "github_workflow", "http", "kafka"]
 _GITHUB = ("github_dispatch", "github_workflow")
@@ -107,6 +113,9 @@ class DeployOptions(HandlerOptions):
     # all targets
     include_lineage: bool = False
     timeout_s: float = Field(10, gt=0)
+    prompts: bool = False
+    """Deploy on prompt events (``prompt.*``, ``prompt_alias.*``, ...) the subscription
+    matches. Off: they are acknowledged without a request."""
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -228,6 +237,8 @@ class DeployHandler:
         return [self._options.topic] if self._options.target == "kafka" else []
 
     async def deliver(self, event: Event) -> Outcome:
+        if is_prompt_event(event.type) and not self._options.prompts:
+            return Outcome.delivered(NOT_FOR_PROMPTS)
         started = time.monotonic()
         lineage: dict[str, Any] | None = None
         if self._options.include_lineage:

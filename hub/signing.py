@@ -30,7 +30,7 @@ from typing import Any, Literal
 from standardwebhooks.webhooks import Webhook
 
 from hub.errors import HubError
-from hub.events import Event, EventType
+from hub.events import MODEL_TWIN, Event, EventType, is_prompt_event
 from hub.plugins import is_test
 
 SignatureFormat = Literal["standard", "mlflow", "databricks"]
@@ -181,18 +181,27 @@ def standard_body(event: Event) -> bytes:
 
 
 def _mlflow_data(event: Event) -> dict[str, Any]:
-    """Our data under MLflow's payload field names (``mlflow.webhooks.types``) for the six
-    events MLflow also emits; other events pass through, with ``name``/``version`` added."""
+    """Our data under MLflow's payload field names (``mlflow.webhooks.types``) for the
+    fourteen events MLflow also emits (six about models, eight about prompts); other events
+    pass through, with ``name``/``version`` added."""
     d = event.data
     version = event.version if event.version is not None else d.get("version")
-    match event.type:
+    prompt = is_prompt_event(event.type)  # same change, MLflow's prompt payload
+    match MODEL_TWIN.get(event.type, event.type):  # type: ignore[call-overload]
         case EventType.REGISTERED_MODEL_CREATED:
             return {"name": event.model, "tags": d.get("tags") or {},
                     "description": d.get("description")}
+        case EventType.MODEL_VERSION_CREATED if prompt:
+            return {"name": event.model, "version": version, "template": d.get("template"),
+                    "tags": d.get("tags") or {}, "description": d.get("description") or None}
         case EventType.MODEL_VERSION_CREATED:
             return {"name": event.model, "version": version, "source": d.get("source"),
                     "run_id": d.get("run_id") or None, "tags": d.get("tags") or {},
                     "description": d.get("description") or None}
+        case EventType.REGISTERED_MODEL_TAG_SET if prompt:
+            return {"name": event.model, "key": d.get("key"), "value": d.get("value")}
+        case EventType.REGISTERED_MODEL_TAG_DELETED if prompt:
+            return {"name": event.model, "key": d.get("key")}
         case EventType.MODEL_VERSION_TAG_SET:
             return {"name": event.model, "version": version, "key": d.get("key"),
                     "value": d.get("value")}
@@ -232,7 +241,7 @@ def databricks_event_name(event_type: str) -> str:
 def summary(event: Event) -> str:
     """A one-sentence human summary, Databricks ``text`` style."""
     d = event.data
-    what = f"Registered model '{event.model}'"
+    what = f"{'Prompt' if is_prompt_event(event.type) else 'Registered model'} '{event.model}'"
     if event.version is not None:
         what += f" version {event.version}"
     entity, _, action = event.type.partition(".")

@@ -46,7 +46,8 @@ def add_mlflow_webhook_parser(sub: Any, common: argparse.ArgumentParser) -> None
     shared.add_argument("--tracking-uri", help="MLflow server (default: mlflow.tracking_uri)")
     install = actions.add_parser(
         "install", parents=[common, shared],
-        help="create (or update, by name) the webhook for the six registry events")
+        help="create (or update, by name) the webhook for the registry's model and prompt "
+             "events")
     install.add_argument("--url", help="the hub's ingest URL as MLflow reaches it "
                                        "(default: from admin.host/admin.port)")
     install.add_argument("--secret", help="HMAC secret (default: ingest.mlflow_secret, "

@@ -1,8 +1,9 @@
 """``POST /ingest/mlflow``: MLflow's own webhooks, turned into events at once (the push path).
 
 A push is only a *trigger*: of its payload the hub uses ``entity``, ``action`` and
-``data.name``, then re-reads that model from the registry (``Detector.refresh_model``) and
-publishes what changed, under the poll's lock. The event is therefore the same one the poll
+``data.name`` (a model's or a prompt's name: a prompt is a registered model), then re-reads
+that model from the registry (``Detector.refresh_model``) and publishes what changed, under
+the poll's lock. The event is therefore the same one the poll
 would have produced, and the next poll does not publish it again. Changes MLflow never pushes
 (stage transitions, deletions, descriptions, registered-model tags) are found by the next
 poll, or by the next push about the same model (the whole model is re-read).
@@ -60,9 +61,17 @@ REGISTRY_EVENTS: frozenset[tuple[str, str]] = frozenset({
     ("model_version_tag", "deleted"),
     ("model_version_alias", "created"),
     ("model_version_alias", "deleted"),
+    ("prompt", "created"),
+    ("prompt_version", "created"),
+    ("prompt_tag", "set"),
+    ("prompt_tag", "deleted"),
+    ("prompt_version_tag", "set"),
+    ("prompt_version_tag", "deleted"),
+    ("prompt_alias", "created"),
+    ("prompt_alias", "deleted"),
 })
-"""What MLflow pushes about the model registry (``mlflow.webhooks.types``); its prompt and
-budget-policy events are acknowledged and ignored."""
+"""What MLflow pushes about its model and prompt registries (``mlflow.entities.webhook``);
+its budget-policy events are acknowledged and ignored."""
 
 REMEMBERED_DELIVERIES = 10_000
 _DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,200}")  # MLflow sends a uuid4
@@ -241,7 +250,7 @@ class MlflowIngest:
     async def _dispatch(self, push: Push, delivery_id: str) -> web.Response:
         if not push.registry:
             log.info("ingest.ignored", mlflow_event=push.event[:_SHOWN], delivery_id=delivery_id)
-            return _answer(202, published=0, ignored="not a model registry event")
+            return _answer(202, published=0, ignored="not a model or prompt registry event")
         assert push.name is not None
         detector = self._hub.detector
         if detector is None:

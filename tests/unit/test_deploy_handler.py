@@ -49,6 +49,24 @@ async def test_a_failed_publish_is_retried() -> None:
     assert context.sent == []
 
 
+async def test_prompt_events_deploy_nothing_unless_the_subscription_says_prompts() -> None:
+    prompt_alias = make_event("prompt_alias.created", "summarize", "3", id="ev-p",
+                              alias="champion", run_id=None, source="prompt-template")
+    async with FakeHandlerContext() as context:
+        models_only = DeployHandler(name="d", options=DeployOptions(target="kafka"),
+                                    context=context)
+        skipped = await models_only.deliver(prompt_alias)
+        assert skipped.status is Status.DELIVERED and "prompts: true" in skipped.detail
+        assert context.sent == []
+        prompts = DeployHandler(name="p", options=DeployOptions(target="kafka", prompts=True),
+                                context=context)
+        assert (await prompts.deliver(prompt_alias)).status is Status.DELIVERED
+    (sent,) = context.sent
+    record = json.loads(sent.value or b"")
+    assert schema_errors(record) == []
+    assert (sent.key, record["alias"], record["version"]) == (b"summarize", "champion", "3")
+
+
 def test_missing_context_capabilities_are_reported_at_construction() -> None:
     with pytest.raises(PluginError, match="kafka_send"):
         DeployHandler(name="d", options=DeployOptions(target="kafka"), context=HandlerContext())

@@ -124,7 +124,10 @@ async def ingest() -> AsyncIterator[Ingest]:
 @pytest.mark.parametrize(("entity", "action"), [
     ("registered_model", "created"), ("model_version", "created"),
     ("model_version_tag", "set"), ("model_version_tag", "deleted"),
-    ("model_version_alias", "created"), ("model_version_alias", "deleted")])
+    ("model_version_alias", "created"), ("model_version_alias", "deleted"),
+    ("prompt", "created"), ("prompt_version", "created"), ("prompt_tag", "set"),
+    ("prompt_tag", "deleted"), ("prompt_version_tag", "set"), ("prompt_version_tag", "deleted"),
+    ("prompt_alias", "created"), ("prompt_alias", "deleted")])
 async def test_registry_event_refreshes_the_model_and_reports_what_was_published(
         ingest: Ingest, entity: str, action: str) -> None:
     status, body = await ingest.post(push(entity, action, name="iris", version="2"))
@@ -137,18 +140,18 @@ async def test_mlflow_example_payload_shapes_are_accepted(ingest: Ingest) -> Non
 
     registry = [(e.value, a.value, cls.example())  # type: ignore[union-attr]
                 for (e, a), cls in
-                EVENT_TO_PAYLOAD_CLASS.items() if not e.value.startswith(("prompt", "budget"))]
-    assert len(registry) == 6
+                EVENT_TO_PAYLOAD_CLASS.items() if not e.value.startswith("budget")]
+    assert len(registry) == 14
     for n, (entity, action, example) in enumerate(registry):
         body = json.dumps({"entity": entity, "action": action,
                            "timestamp": "2027-01-15T08:00:00+00:00", "data": example}).encode()
         status, _ = await ingest.post(body, signed_headers(body, delivery_id=f"d-{n}"))
         assert status == 200, (entity, action)
-    assert ingest.calls == ["example_model"] * 6
+    assert ingest.calls == ["example_model"] * 6 + ["example_prompt"] * 8
 
 
 @pytest.mark.parametrize(("entity", "action"), [
-    ("prompt", "created"), ("prompt_version_tag", "set"), ("budget_policy", "exceeded"),
+    ("prompt", "deleted"), ("prompt_version", "updated"), ("budget_policy", "exceeded"),
     ("registered_model", "deleted"), ("something", "new")])
 async def test_unknown_event_is_accepted_ignored_and_logged(
         ingest: Ingest, entity: str, action: str) -> None:
@@ -384,7 +387,10 @@ def test_parse_push_reads_only_entity_action_and_name() -> None:
     parsed = parse_push(push("model_version_alias", "deleted", name="m", alias="a"))
     assert (parsed.event, parsed.name, parsed.registry) == ("model_version_alias.deleted", "m",
                                                             True)
-    unknown = parse_push(b'{"entity": "prompt", "action": "created", "data": {"name": 1}}')
+    prompt = parse_push(push("prompt_alias", "created", name="p", alias="a", version="1"))
+    assert (prompt.event, prompt.name, prompt.registry) == ("prompt_alias.created", "p", True)
+    unknown = parse_push(b'{"entity": "budget_policy", "action": "exceeded", '
+                         b'"data": {"name": 1}}')
     assert not unknown.registry and unknown.name is None
     with pytest.raises(MalformedPush):
         parse_push(b'{"entity": "registered_model", "action": "created", "data": {}}')
@@ -393,7 +399,7 @@ def test_parse_push_reads_only_entity_action_and_name() -> None:
 # --- fuzz -----------------------------------------------------------------------------------
 
 ENTITIES = ["registered_model", "model_version", "model_version_tag", "model_version_alias",
-            "prompt", "budget_policy"]
+            "prompt", "prompt_version", "prompt_alias", "budget_policy"]
 ACTIONS = ["created", "set", "deleted", "exceeded", "updated"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

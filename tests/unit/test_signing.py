@@ -32,6 +32,7 @@ from hub.signing import (
     mlflow_headers,
     standard_body,
     standard_headers,
+    summary,
     verify_mlflow,
     webhook_body,
 )
@@ -177,6 +178,30 @@ def test_mlflow_body_uses_mlflow_field_names() -> None:
     other = json.loads(mlflow_body(event()))
     assert (other["entity"], other["action"]) == ("model_version", "stage_transitioned")
     assert other["data"]["to_stage"] == "Production" and other["data"]["name"] == "iris"
+
+
+def test_mlflow_body_of_prompt_events_is_mlflows_prompt_payload() -> None:
+    """Each prompt event MLflow also sends has exactly the fields of MLflow's payload class."""
+    from mlflow.webhooks.types import EVENT_TO_PAYLOAD_CLASS
+
+    data = {"model_name": "iris", "version": "3", "template": "Hi {{x}}", "tags": {"a": "b"},
+            "description": None, "key": "k", "value": "v", "alias": "prod",
+            "run_id": None, "source": "prompt-template"}
+    prompts = [(e.value, a.value, cls) for (e, a), cls in EVENT_TO_PAYLOAD_CLASS.items()
+               if e.value.startswith("prompt")]
+    assert len(prompts) == 8
+    for entity, action, cls in prompts:
+        body = json.loads(mlflow_body(event(f"{entity}.{action}", **data)))
+        assert (body["entity"], body["action"]) == (entity, action)
+        assert body["data"].keys() == cls.__annotations__.keys(), (entity, action)
+        assert body["data"]["name"] == "iris"
+    created = json.loads(mlflow_body(event("prompt_version.created", **data)))
+    assert created["data"]["template"] == "Hi {{x}}"
+
+
+def test_summary_says_prompt_for_prompt_events() -> None:
+    ev = event("prompt_alias.created", alias="prod", version="3")
+    assert summary(ev) == "Prompt 'iris' version 3: alias 'prod' created."
 
 
 # --- Databricks and the standard body --------------------------------------------------------
