@@ -91,14 +91,16 @@ class SubscriptionRoutes:
     def _config_subs(self) -> dict[str, SubscriptionConfig]:
         return {s.name: s for s in self.hub.config.subscriptions}
 
-    def _find(self, name: str) -> tuple[SubscriptionConfig, str]:
+    def find(self, name: str) -> tuple[SubscriptionConfig, str]:
+        """The subscription ``name`` and where it comes from (``config`` or ``runtime``)."""
         if name in (config := self._config_subs()):
             return config[name], "config"
         if self.store is not None and name in self.store.subscriptions:
             return self.store.subscriptions[name], "runtime"
         raise ApiError(404, f"no subscription named {name!r}", "name")
 
-    def _view(self, sub: SubscriptionConfig, source: str) -> dict[str, Any]:
+    def view_of(self, sub: SubscriptionConfig, source: str) -> dict[str, Any]:
+        """``sub`` as the API shows it, secrets masked."""
         description = self.store.descriptions.get(sub.name) if self.store else None
         return view(sub, source, description)
 
@@ -109,17 +111,18 @@ class SubscriptionRoutes:
             raise ApiError(409, "runtime subscriptions are not enabled in this process")
         return self.store
 
-    async def _list(self, request: web.Request) -> web.Response:
-        items = [self._view(s, "config") for s in self.hub.config.subscriptions]
+    # --- the operations: the API's handlers below and the dashboard (hub.dashboard) call
+    # these; each raises ApiError with the status and field the API answers with
+
+    def views(self) -> list[dict[str, Any]]:
+        """Every subscription, configured ones first, secrets masked."""
+        items = [self.view_of(s, "config") for s in self.hub.config.subscriptions]
         if self.store is not None:
-            items += [self._view(s, "runtime") for _, s in sorted(self.store.subscriptions.items())]
-        return web.json_response({"subscriptions": items})
+            items += [self.view_of(s, "runtime")
+                      for _, s in sorted(self.store.subscriptions.items())]
+        return items
 
-    async def _get(self, request: web.Request) -> web.Response:
-        return web.json_response(self._view(*self._find(request.match_info["name"])))
-
-    async def _create(self, request: web.Request) -> web.Response:
-        body = parse_object(await request.read())
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         description = description_of(body)
         name = body.get("name")
         if isinstance(name, str) and self.store is not None and (
@@ -130,18 +133,12 @@ class SubscriptionRoutes:
         store = self._writable(sub.name)
         await self._put(store, sub, description)
         log.info("admin.subscription_created", subscription=sub.name, handler=sub.handler)
-        return web.json_response(self._view(sub, "runtime"), status=201)
+        return self.view_of(sub, "runtime")
 
-    async def _replace(self, request: web.Request) -> web.Response:
-        return await self._update(request, patch=False)
-
-    async def _patch(self, request: web.Request) -> web.Response:
-        return await self._update(request, patch=True)
-
-    async def _update(self, request: web.Request, *, patch: bool) -> web.Response:
-        name = request.match_info["name"]
-        body = parse_object(await request.read())
-        current, _ = self._find(name)
+    async def update(self, name: str, body: dict[str, Any], *, patch: bool) -> dict[str, Any]:
+        """Replace (``patch=False``) or merge-patch a runtime subscription; masked values
+        sent back keep the stored ones."""
+        current, _ = self.find(name)
         store = self._writable(name)
         stored = current.model_dump(mode="json")
         description = description_of(body, default=store.descriptions.get(name))
@@ -152,26 +149,17 @@ class SubscriptionRoutes:
         sub = validate_subscription(merge_patch(stored, body) if patch else body)
         await self._put(store, sub, description)
         log.info("admin.subscription_updated", subscription=name, patch=patch)
-        return web.json_response(self._view(sub, "runtime"))
+        return self.view_of(sub, "runtime")
 
-    async def _put(self, store: SubscriptionStore, sub: SubscriptionConfig,
-                   description: str | None) -> None:
-        try:
-            await store.put(sub, description=description)
-        except (ConfigError, PluginError) as exc:
-            field = getattr(exc, "field", None)
-            raise ApiError(422, str(exc), field) from None
-
-    async def _delete(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self._find(name)
+    async def delete(self, name: str) -> None:
+        self.find(name)
         if not await self._writable(name).delete(name):
             raise ApiError(404, f"no subscription named {name!r}", "name")
         log.info("admin.subscription_deleted", subscription=name)
-        return web.Response(status=204)
 
-    async def _test(self, request: web.Request) -> web.Response:
-        sub, _ = self._find(request.match_info["name"])
+    async def test_send(self, name: str) -> dict[str, Any]:
+        """Deliver a sample event through the subscription's handler now; the outcome."""
+        sub, _ = self.find(name)
         worker = self.hub.worker
         if worker is None:
             raise ApiError(409, "this process does not deliver (no deliver role); send the "
@@ -198,10 +186,47 @@ class SubscriptionRoutes:
             else time.perf_counter() - started
         log.info("admin.test_delivery", subscription=sub.name, event_id=event.id,
                  status=outcome.status.value, http_status=outcome.http_status)
-        return web.json_response({
-            "event_id": event.id, "status": outcome.status.value,
-            "http_status": outcome.http_status, "detail": outcome.detail,
-            "latency_ms": round(latency * 1000, 2)})
+        return {"event_id": event.id, "status": outcome.status.value,
+                "http_status": outcome.http_status, "detail": outcome.detail,
+                "latency_ms": round(latency * 1000, 2)}
+
+    async def _put(self, store: SubscriptionStore, sub: SubscriptionConfig,
+                   description: str | None) -> None:
+        try:
+            await store.put(sub, description=description)
+        except (ConfigError, PluginError) as exc:
+            field = getattr(exc, "field", None)
+            raise ApiError(422, str(exc), field) from None
+
+    # --- the HTTP handlers ------------------------------------------------------------
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response({"subscriptions": self.views()})
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self.view_of(*self.find(request.match_info["name"])))
+
+    async def _create(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.create(parse_object(await request.read())),
+                                 status=201)
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=False)
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        return await self._update(request, patch=True)
+
+    async def _update(self, request: web.Request, *, patch: bool) -> web.Response:
+        name = request.match_info["name"]
+        body = parse_object(await request.read())
+        return web.json_response(await self.update(name, body, patch=patch))
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        await self.delete(request.match_info["name"])
+        return web.Response(status=204)
+
+    async def _test(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.test_send(request.match_info["name"]))
 
 
 __all__ = ["SubscriptionRoutes"]

@@ -15,8 +15,8 @@ MLflow users write registry URIs the short way: ``postgresql://``, ``mysql://``,
 * **MLflow's process-wide URI.** MLflow's file store reads logged models through
   ``MlflowClient()``, i.e. the process-wide tracking URI, which defaults to
   ``sqlite:///mlflow.db`` in the working directory: a stray database, created and migrated
-  (10-16 s) by the first scan that sees a version. The hub makes the registry it reads
-  MLflow's process-wide tracking and registry URI.
+  (10-16 s) by the first scan that sees a version. The hub makes the tracking and registry
+  URIs it reads MLflow's process-wide ones.
 
 :func:`resolve` is pure (what is installed is passed in); :func:`prepare` applies the result
 to the process. A URI in a message always goes through :func:`~hub.redaction.redact_url`.
@@ -125,18 +125,20 @@ def _instead(dialect: str, named: str, installed: Callable[[str], bool]) -> str:
     return f", or write {dialect}+{others[0]}:// (installed)" if others else ""
 
 
-def prepare(uri: str) -> str:
-    """:func:`resolve` ``uri`` against this process's SQLAlchemy and packages, then set up
-    MLflow for it: the file store allowed for a file registry, and the URI made MLflow's
-    process-wide tracking and registry URI. Returns the URI to give ``MlflowClient``."""
+def prepare(tracking_uri: str, registry_uri: str | None = None) -> tuple[str, str]:
+    """:func:`resolve` both URIs (the registry's defaults to the tracking one) against this
+    process's SQLAlchemy and packages, then set MLflow up for them: the file store allowed
+    when either is one, and both made MLflow's process-wide URIs. Returns ``(tracking,
+    registry)`` to give ``MlflowClient``."""
     import mlflow
 
-    resolved = resolve(uri, default_driver=_sqlalchemy_default, installed=_installed)
-    if is_file_store(resolved):
+    tracking, registry = (resolve(uri, default_driver=_sqlalchemy_default, installed=_installed)
+                          for uri in (tracking_uri, registry_uri or tracking_uri))
+    if is_file_store(tracking) or is_file_store(registry):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(resolved)
-    return resolved
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    return tracking, registry
 
 
 def _sqlalchemy_default(dialect: str) -> str:

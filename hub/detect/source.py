@@ -56,9 +56,9 @@ class RegistrySource:
         if self._client is None:
             from mlflow.tracking import MlflowClient  # heavy import, only when first needed
 
-            from hub.detect.registry_uri import prepare
-            uri = prepare(self._config.tracking_uri)  # driver, file store, process-wide URI
-            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            from hub.detect.registry_uri import prepare  # drivers, file store, global URIs
+            tracking, registry = prepare(self._config.tracking_uri)
+            self._client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
         return self._client
 
     async def call(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:

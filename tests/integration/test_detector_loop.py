@@ -5,7 +5,6 @@ over in-memory edges (tests/unit/test_detector_rounds.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -18,33 +17,11 @@ from hub.app import Hub, Roles
 from hub.config import HubConfig
 from hub.detect.checkpoint import BASELINE_KEY
 from hub.detect.snapshot import ModelState
-from tests.support.detector import hub_config
+from tests.support.detector import Running, hub_config
 from tests.support.kafka_reader import read_topic
 from tests.support.wait import eventually, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-class Running:
-    """A detector-only hub running its loop in a task."""
-
-    def __init__(self, config: Any) -> None:
-        self.hub = Hub(config, Roles(deliver=False))
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Hub:
-        await self.hub.__aenter__()
-        self.task = asyncio.create_task(self.hub.run())
-        assert self.hub.detector is not None
-        detector = self.hub.detector
-        await until(lambda: detector.state is not None, "baseline")
-        return self.hub
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.hub.stop()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 20)
-        await self.hub.aclose()
 
 
 async def test_restart_emits_changes_made_while_down_and_nothing_twice(
