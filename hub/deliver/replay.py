@@ -65,6 +65,20 @@ def choose(letters: list[LetterState], *, forced: bool
     return chosen, dict(skipped)
 
 
+def dead_since(letter: LetterState, since: datetime | None) -> bool:
+    """Whether ``letter`` went dead at or after ``since`` (always, without ``since``; an
+    unreadable ``dead_at`` counts as long ago)."""
+    if since is None:
+        return True
+    try:
+        dead_at = datetime.fromisoformat(letter.dead_at)
+    except ValueError:
+        return False
+    if dead_at.tzinfo is None:
+        dead_at = dead_at.replace(tzinfo=UTC)
+    return dead_at >= since
+
+
 async def dead_letters(config: HubConfig, bootstrap: str, *, subscription: str | None = None,
                        event_id: str | None = None, state: str | None = None
                        ) -> list[LetterState]:
@@ -79,16 +93,20 @@ async def dead_letters(config: HubConfig, bootstrap: str, *, subscription: str |
 
 async def replay_dead_letters(config: HubConfig, bootstrap: str, *,
                               subscription: str | None = None, event_id: str | None = None,
+                              since: datetime | None = None,
                               dry_run: bool = False) -> ReplayResult:
+    """Replay the dead letters matching ``subscription`` / ``event_id`` and, given ``since``
+    (aware), those that went dead at or after it."""
     view = await _fold(config, bootstrap, subscription=subscription, event_id=event_id)
-    chosen, skipped = choose(view.letters(), forced=event_id is not None)
+    letters = [s for s in view.letters() if dead_since(s, since)]
+    chosen, skipped = choose(letters, forced=event_id is not None)
     result = ReplayResult(chosen, skipped)
     if chosen and not dry_run:
         result.replayed = await _replay(config, bootstrap, chosen)
         result.missing = len(chosen) - len(result.replayed)
     log.info("replay.dead_letters", replayed=len(result.replayed), skipped=skipped,
              missing=result.missing, dry_run=dry_run, subscription=subscription,
-             event_id=event_id)
+             event_id=event_id, since=since.isoformat() if since else None)
     return result
 
 
