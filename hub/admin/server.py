@@ -36,6 +36,7 @@ from hub.admin.bodies import ApiError, parse_object
 from hub.admin.subscription_routes import SubscriptionRoutes
 from hub.admin.token import AdminToken, admin_token
 from hub.bus import connection_options, recent_records
+from hub.dashboard import Dashboard
 from hub.deliver.jobs import Attempt
 from hub.deliver.replay import dead_letters, replay_dead_letters
 from hub.errors import BusError
@@ -150,11 +151,14 @@ class AdminServer:
         r.add_get("/healthz", self._healthz)
         r.add_get("/readyz", self._readyz)
         r.add_get("/metrics", self._metrics)
-        SubscriptionRoutes(self.hub, self.store).add_to(r)  # /api/subscriptions[/{name}[/test]]
+        subscriptions = SubscriptionRoutes(self.hub, self.store)
+        subscriptions.add_to(r)  # /api/subscriptions[/{name}[/test]]
         r.add_get("/api/deliveries", self._deliveries)
         r.add_get("/api/dead-letters", self._dead_letters)
         r.add_post("/api/dead-letters/replay", self._replay)
         add_ingest_routes(app, self.hub)  # POST /ingest/mlflow: open, checked by signature
+        # the web UI: /, /login, /events, /models, /subscriptions, /dead-letters, /static
+        Dashboard(self.hub, self.store, subscriptions, self.token.value).add_to(r)
         return app
 
     # --- middleware -------------------------------------------------------------------
