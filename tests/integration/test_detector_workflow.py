@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from hub.app import Hub, Roles
 from hub.config import HubConfig
 from hub.detect.detector import Detector
+from hub.events import IS_PROMPT_TAG
 from tests.support.detector import hub_config
 from tests.support.kafka_reader import by_key, read_topic
 
@@ -178,3 +179,49 @@ async def test_seed_workflow_emits_every_change_in_order(setup: Any) -> None:
     assert len({r.headers["ce_id"] for r in records}) == len(records)
     # one model, one partition: per-model order is the topic's order
     assert len({r.partition for r in iris}) == 1
+
+
+async def test_prompts_are_polled_as_prompt_events_and_a_flip_is_no_deletion(setup: Any
+                                                                             ) -> None:
+    """MLflow's prompt API (register, new version, alias set and moved, tags) by poll; then
+    a model tagged into a prompt and back: tag events of what it now is, never a deletion."""
+    detector, client, server, config = setup
+    assert await detector.poll_once() == []
+
+    async def step() -> list[tuple[str, str | None]]:
+        return [(e.type, e.version) for e in await detector.poll_once()]
+
+    client.register_prompt("summarize", "Summarise {{text}}", tags={"team": "support"})
+    assert await step() == [("prompt.created", None), ("prompt_version.created", "1")]
+    client.register_prompt("summarize", "Summarise in {{n}} words: {{text}}")
+    assert await step() == [("prompt_version.created", "2")]
+    client.set_prompt_alias("summarize", "production", 1)
+    assert await step() == [("prompt_alias.created", "1")]
+    client.set_prompt_alias("summarize", "production", 2)
+    assert await step() == [("prompt_alias.created", "2")]
+    client.set_prompt_tag("summarize", "owner", "bob")
+    assert await step() == [("prompt_tag.set", None)]
+    client.set_prompt_version_tag("summarize", 2, "reviewed", "yes")
+    assert await step() == [("prompt_version_tag.set", "2")]
+
+    client.create_registered_model("classifier")
+    assert await step() == [("registered_model.created", None)]
+    client.set_registered_model_tag("classifier", IS_PROMPT_TAG, "true")
+    assert await step() == [("prompt_tag.set", None)]
+    client.delete_prompt_tag("classifier", IS_PROMPT_TAG)  # the model API no longer finds it
+    assert await step() == [("registered_model_tag.deleted", None)]
+
+    records = await read_topic(config.kafka.bootstrap_servers, config.kafka.topic,
+                               at_least=10, settle_s=0.5)
+    assert not [r for r in records if r.type.endswith(".deleted") and "_tag" not in r.type]
+    per_model = by_key(records)
+    prompt = per_model["summarize"]
+    assert prompt[1].data["template"] == "Summarise {{text}}"
+    assert prompt[1].headers["ce_subject"] == "prompts/summarize/versions/1"
+    moved = [r.data for r in prompt if r.type == "prompt_alias.created"][-1]
+    assert (moved["alias"], moved["version"], moved["previous_version"]) == \
+        ("production", "2", "1")
+    flip = [(r.type, r.data.get("key"), r.data.get("value")) for r in per_model["classifier"]]
+    assert flip == [("registered_model.created", None, None),
+                    ("prompt_tag.set", IS_PROMPT_TAG, "true"),
+                    ("registered_model_tag.deleted", IS_PROMPT_TAG, None)]
