@@ -104,7 +104,7 @@ class Hub:
         if cfg.admin.enabled:  # last in, first out: it serves everything above
             self.admin = await self._stack.enter_async_context(
                 AdminServer(self, store=self.store))
-        log.info("hub.started", registry=redact_url(cfg.mlflow.tracking_uri),
+        log.info("hub.started", registry=redact_url(cfg.mlflow.registry),
                  admin=self.admin.url if self.admin else None,
                  kafka=self.bootstrap_servers, topic=cfg.kafka.topic,
                  detect=self.roles.detect, deliver=self.roles.deliver,

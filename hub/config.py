@@ -43,6 +43,13 @@ def _default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
+def _default_registry_uri() -> str | None:
+    return os.environ.get("MLFLOW_REGISTRY_URI") or None
+
+
+_PER_MODEL_REGISTRIES = ("databricks-uc", "uc:")
+
+
 class MlflowConfig(Section):
     tracking_uri: str = Field(default_factory=_default_tracking_uri)
     """Registry to watch: a tracking server URL or a database URI. Default: MLFLOW_TRACKING_URI,
@@ -55,6 +62,26 @@ class MlflowConfig(Section):
     """MLflow client HTTP retries per request before the scan counts as failed."""
     ui_url: str | None = None
     """Base URL of the MLflow UI, for links in notifications (default: tracking_uri if http)."""
+    registry_uri: str | None = Field(default_factory=_default_registry_uri)
+    """Model registry to watch when it is not the tracking server's own, e.g. ``databricks-uc``
+    (Unity Catalog). Default: MLFLOW_REGISTRY_URI, else ``tracking_uri``."""
+    scan_mode: Literal["auto", "registry", "per_model"] = "auto"
+    """How a full scan reads versions: ``registry`` (all versions in a few pages), or
+    ``per_model`` (list the models, then each model's versions: registries whose version search
+    needs a model name, such as Unity Catalog). ``auto``: ``per_model`` for ``databricks-uc``
+    and ``uc:`` registry URIs, else ``registry``."""
+
+    @property
+    def registry(self) -> str:
+        """The registry URI in effect: ``registry_uri``, else ``tracking_uri``."""
+        return self.registry_uri or self.tracking_uri
+
+    @property
+    def per_model_scan(self) -> bool:
+        """True when the scan lists versions model by model (see ``scan_mode``)."""
+        if self.scan_mode == "auto":
+            return self.registry.startswith(_PER_MODEL_REGISTRIES)
+        return self.scan_mode == "per_model"
 
 
 class DetectorConfig(Section):

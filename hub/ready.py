@@ -73,10 +73,12 @@ def not_ready(host: ReadyHost) -> NotReady | None:
             error = detector.last_error
             if not detector.consecutive_failures or not error:
                 return NotReady("waiting for the first scan of the registry")
-            uri = redact_url(host.config.mlflow.tracking_uri)
-            return NotReady(f"cannot read the registry {uri}: {error} — check "
-                            f"mlflow.tracking_uri (or MLFLOW_TRACKING_URI) and that the "
-                            f"registry is reachable; retrying", problem=True)
+            mlflow = host.config.mlflow
+            uri = redact_url(mlflow.registry)
+            setting = ("mlflow.registry_uri (or MLFLOW_REGISTRY_URI)" if mlflow.registry_uri
+                       else "mlflow.tracking_uri (or MLFLOW_TRACKING_URI)")
+            return NotReady(f"cannot read the registry {uri}: {error} — check {setting} "
+                            f"and that the registry is reachable; retrying", problem=True)
     if worker is not None:
         if not worker.running:
             return NotReady("the delivery worker is starting")
@@ -98,7 +100,7 @@ def ready_line(host: ReadyHost, elapsed_s: float) -> str:
     if host.detector is not None:
         state = getattr(host.detector, "state", None)
         models = f" ({len(state.snapshot)} models)" if state is not None else " (standby)"
-        parts.append(f"watching {redact_url(cfg.mlflow.tracking_uri)}{models}")
+        parts.append(f"watching {redact_url(cfg.mlflow.registry)}{models}")
     if host.journal is not None:
         kept = Path(host.journal.directory).resolve().parent
         broker = f"the embedded broker, kept in {kept}"

@@ -100,8 +100,10 @@ def mlflow_server_factory(
 ) -> Iterator[MlflowServerFactory]:
     """Build extra MLflow servers, stopped at teardown.
 
-    ``factory(db_path=None, port=None, *, start=True, env=None)``: a fresh database under
-    ``tmp_path`` unless ``db_path`` is given (seeded empty if that file does not exist).
+    ``factory(db_path=None, port=None, *, start=True, env=None, python=None)``: a fresh
+    database under ``tmp_path`` unless ``db_path`` is given (seeded empty if that file does
+    not exist). ``python``: another MLflow release's interpreter (``old_mlflow_python``);
+    its server creates its own database (this release's schema is newer than it knows).
     ``stop()``/``start()`` on the result simulates an outage: it restarts on the same port
     and database.
     """
@@ -113,13 +115,15 @@ def mlflow_server_factory(
         *,
         start: bool = True,
         env: dict[str, str] | None = None,
+        python: Path | None = None,
     ) -> MlflowServerProcess:
         n = len(servers)
         db = db_path or tmp_path / f"mlflow-{n}.db"
-        if not db.exists():
+        if not db.exists() and python is None:
             shutil.copyfile(_mlflow_template_db, db)
         server = MlflowServerProcess(
-            f"sqlite:///{db}", port or free_port(), tmp_path / f"artifacts-{n}", env=env
+            f"sqlite:///{db}", port or free_port(), tmp_path / f"artifacts-{n}", env=env,
+            python=python,
         )
         servers.append(server)
         if start:
@@ -136,6 +140,19 @@ def postgres() -> Iterator[PostgresCluster]:
     """One throwaway Postgres cluster on a loopback port for the session; the tests using it
     are skipped, saying why, where Postgres is not installed or cannot start."""
     yield from running_postgres()
+
+
+@pytest.fixture(scope="session")
+def old_mlflow_python() -> Path:
+    """The python of a cached venv with the oldest MLflow server supported (built on first
+    use, about a minute; see :mod:`tests.support.mlflow_versions`). Skips only if the
+    package index cannot be reached to build it."""
+    from tests.support.mlflow_versions import OLDEST, IndexUnreachable, server_python
+
+    try:
+        return server_python(OLDEST)
+    except IndexUnreachable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

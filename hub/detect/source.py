@@ -1,9 +1,25 @@
-"""Reads the whole registry into a :class:`Snapshot` through ``MlflowClient``.
+"""Reads the whole registry into a :class:`Snapshot` through MLflow's registry store.
 
 A scan is all-or-nothing: any page error, timeout or unreachable server raises
 :class:`SourceError`, so the detector never diffs against a partial view (a partial view
-would look like deletions). ``MlflowClient`` is synchronous; it runs on one dedicated
+would look like deletions). MLflow's client is synchronous; it runs on one dedicated
 thread, off the event loop.
+
+Why the store under ``MlflowClient`` and not the client's own search methods: the MLflow 3
+client adds ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search, which MLflow
+servers up to 2.20 answer with nothing (the hub saw an empty registry and said it was ready),
+and its ``get_registered_model`` refuses prompts. The store is what the client calls
+underneath, for REST, SQL, file and Unity Catalog registries alike, with the same
+authentication; asked with no filter, it leaves old servers nothing to misread.
+
+Prompts are models too (tagged ``mlflow.prompt.is_prompt``): MLflow 3 stores leave them out
+of an unfiltered search, so the scan asks for them separately and merges the two answers; a
+model that becomes a prompt stays in the snapshot and is never seen as deleted. Unity Catalog
+takes no search filters (and keeps prompts apart): its scan is the unfiltered one.
+
+An answer that cannot be true (versions of a model the model search did not return, still so
+when read again at once) is a :class:`SourceError` naming the server and what to check, never
+a quiet snapshot with models missing.
 """
 
 from __future__ import annotations
@@ -25,6 +41,11 @@ from hub.redaction import redact_url
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+PROMPTS = f"tags.`{PROMPT_TAG}` = 'true'"
+"""The search filter MLflow 3 stores need to include prompts (servers up to 2.20 honour it
+as a plain tag filter)."""
+
 
 class RegistrySource:
     """Scans an MLflow registry: ``async with RegistrySource(cfg) as s: await s.scan()``."""
@@ -33,6 +54,8 @@ class RegistrySource:
         self._config = config
         self._executor: ThreadPoolExecutor | None = None
         self._client: Any = None
+        self._where = redact_url(config.registry)
+        self._prompt_filters = not config.registry.startswith(("databricks-uc", "uc:"))
 
     async def __aenter__(self) -> RegistrySource:
         # MLflow's REST client reads these per request; keep a failing server from stalling a
@@ -53,13 +76,19 @@ class RegistrySource:
 
     @property
     def client(self) -> Any:
+        """``MlflowClient`` on the configured tracking server and registry."""
         if self._client is None:
             from mlflow.tracking import MlflowClient  # heavy import, only when first needed
 
             from hub.detect.registry_uri import prepare  # drivers, file store, global URIs
-            tracking, registry = prepare(self._config.tracking_uri)
+            tracking, registry = prepare(self._config.tracking_uri, self._config.registry)
             self._client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
         return self._client
+
+    @property
+    def store(self) -> Any:
+        """The registry store the client calls (REST, SQL, file or Unity Catalog)."""
+        return self.client._get_registry_client().store
 
     async def call(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
         """Run a blocking MLflow call on the scan thread; failures become SourceError."""
@@ -71,16 +100,14 @@ class RegistrySource:
             return await asyncio.wait_for(future, timeout_s or self._config.scan_timeout_s)
         except TimeoutError as exc:
             raise SourceError(
-                f"MLflow at {redact_url(self._config.tracking_uri)} did not answer within "
+                f"MLflow at {self._where} did not answer within "
                 f"{self._config.scan_timeout_s}s; raise mlflow.scan_timeout_s if it is just slow"
             ) from exc
         except SourceError:
             raise
         except Exception as exc:  # any MLflow/requests/sqlalchemy failure: the scan is void
-            raise SourceError(
-                f"reading the registry at {redact_url(self._config.tracking_uri)} failed: "
-                f"{type(exc).__name__}: {exc}"  # whole: MLflow's hint comes last
-            ) from exc
+            raise SourceError(f"reading the registry at {self._where} failed: "
+                              f"{describe(exc)}") from exc
 
     async def scan(self) -> Snapshot:
         started = time.perf_counter()
@@ -90,13 +117,51 @@ class RegistrySource:
         return snapshot
 
     def _scan_sync(self) -> Snapshot:
-        client = self.client
-        models = list(_pages(lambda token: client.search_registered_models(
-            max_results=self._config.page_size, page_token=token)))
-        versions = list(_pages(lambda token: client.search_model_versions(
-            max_results=self._config.page_size * 10, page_token=token)))
+        store = self.store
+        if self._config.per_model_scan:
+            models = self._models(store)
+            return build_snapshot(models, [v for m in models for v in self._versions(store, m)])
+        models, versions = self._models(store), self._all_versions(store)
+        if missing := orphans(models, versions):
+            # a model created between the two searches shows up in a second reading
+            models, versions = self._models(store), self._all_versions(store)
+            if missing := orphans(models, versions):
+                raise SourceError(impossible_answer(self._where, models, missing))
         return build_snapshot(models, versions)
 
+    def _models(self, store: Any) -> list[Any]:
+        return self._merged(lambda query, token: store.search_registered_models(
+            filter_string=query, max_results=self._config.page_size, page_token=token))
+
+    def _all_versions(self, store: Any) -> list[Any]:
+        return self._merged(lambda query, token: store.search_model_versions(
+            filter_string=query, max_results=self._config.page_size * 10, page_token=token))
+
+    def _merged(self, search: Callable[[str | None, str | None], Any]) -> list[Any]:
+        """Everything ``search`` finds unfiltered, plus the prompts (once each)."""
+        found = {_key(e): e for e in _pages(lambda token: search(None, token))}
+        if self._prompt_filters:
+            for entity in _pages(lambda token: search(PROMPTS, token)):
+                found.setdefault(_key(entity), entity)
+        return list(found.values())
+
+    def _versions(self, store: Any, model: Any) -> list[Any]:
+        """One model's versions (prompt versions too, for a prompt)."""
+        by_name = name_filter(model.name)
+        if by_name is None:  # both kinds of quote in the name: pick it out of all versions
+            return [mv for mv in self._all_versions(store) if mv.name == model.name]
+        queries = [by_name]
+        if self._prompt_filters and _is_prompt(model):
+            queries.append(f"{by_name} AND {PROMPTS}")
+        found: dict[tuple[str, str], Any] = {}
+        for query in queries:
+            for mv in self._version_pages(store, query):
+                found.setdefault(_key(mv), mv)
+        return list(found.values())
+
+    def _version_pages(self, store: Any, query: str) -> Iterator[Any]:
+        return _pages(lambda token: store.search_model_versions(
+            filter_string=query, max_results=self._config.page_size * 10, page_token=token))
 
     async def scan_model(self, name: str) -> ModelState | None:
         """One model and its versions, or ``None`` if it does not exist (any more)."""
@@ -105,18 +170,61 @@ class RegistrySource:
     def _scan_model_sync(self, name: str) -> ModelState | None:
         from mlflow.exceptions import MlflowException
 
-        client = self.client
+        store = self.store
         try:
-            model = client.get_registered_model(name)
+            model = store.get_registered_model(name)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        quoted = "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        versions = list(_pages(lambda token: client.search_model_versions(
-            filter_string=f"name = {quoted}", max_results=self._config.page_size * 10,
-            page_token=token)))
-        return build_snapshot([model], versions).models.get(name)
+        return build_snapshot([model], self._versions(store, model)).models.get(name)
+
+
+def name_filter(name: str) -> str | None:
+    """``name = '...'`` for MLflow's search filter, or ``None`` for a name it cannot express.
+
+    MLflow takes what is between the quotes literally (no escapes: a backslash is itself), so
+    a name with ``'`` goes in double quotes; a name with both kinds of quote cannot be asked.
+    """
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    return None
+
+
+_CREDENTIALS = ("check the credentials the hub uses (MLFLOW_TRACKING_TOKEN, or "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); ")
+_ADVICE = {
+    "ENDPOINT_NOT_FOUND": "is this an MLflow tracking server with its model registry? ",
+    "PERMISSION_DENIED": _CREDENTIALS,
+    "UNAUTHENTICATED": _CREDENTIALS,
+}
+
+
+def describe(exc: BaseException) -> str:
+    """A registry failure in words: MLflow's whole message, so its own hint comes last."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return f"{exc.error_code}: {_ADVICE.get(exc.error_code, '')}{exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def orphans(models: list[Any], versions: list[Any]) -> list[str]:
+    """Names of models that have versions in ``versions`` but are not in ``models``."""
+    known = {m.name for m in models}
+    return sorted({mv.name for mv in versions} - known)
+
+
+def impossible_answer(where: str, models: list[Any], missing: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    found = (f"no registered models at all while versions of {len(missing)} exist"
+             if not models else f"versions of {len(missing)} model(s) it did not list ({shown})")
+    return (f"the registry at {where} answered the model search with {found}, twice in a "
+            f"row: its model search is not answering what was asked. Check the MLflow server "
+            f"version and its logs, and that the hub's credentials may read every model; "
+            f"nothing is emitted from such an answer")
 
 
 def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
@@ -129,13 +237,29 @@ def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
             return
 
 
+def _key(entity: Any) -> tuple[str, str]:
+    return (entity.name, str(getattr(entity, "version", "")))
+
+
+def _tags(entity: Any) -> dict[str, str]:
+    """All tags: MLflow 3's ``RegisteredModel.tags`` hides ``mlflow.prompt.is_prompt``,
+    which tells a prompt from a model."""
+    raw = getattr(entity, "_tags", None)
+    return dict(raw if isinstance(raw, dict) else entity.tags or {})
+
+
+def _is_prompt(model: Any) -> bool:
+    return str(_tags(model).get(PROMPT_TAG, "")).lower() == "true"
+
+
 def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
     """Assemble MLflow entities into a snapshot.
 
     Models and versions come from two queries, so a version may belong to a model created
     after the model query: it is left for the next scan, which sees both. Aliases come from
     the registered model (``search_model_versions`` returns none); an alias pointing at a
-    version the scan did not see is dropped the same way.
+    version the scan did not see is dropped the same way. A registry without stages (Unity
+    Catalog) gives every version the stage ``"None"``.
     """
     by_model: dict[str, dict[str, VersionState]] = {}
     for mv in versions:
@@ -146,9 +270,9 @@ def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
             source=mv.source or None,
             user_id=mv.user_id or None,
             status=str(mv.status or "READY"),
-            stage=str(mv.current_stage or "None"),
+            stage=str(getattr(mv, "current_stage", None) or "None"),
             description=mv.description or None,
-            tags=dict(mv.tags or {}),
+            tags=_tags(mv),
         )
         by_model.setdefault(mv.name, {})[v.version] = v
     states = []
@@ -159,7 +283,7 @@ def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
             name=rm.name,
             creation_timestamp=int(rm.creation_timestamp or 0),
             description=rm.description or None,
-            tags=dict(rm.tags or {}),
+            tags=_tags(rm),
             aliases=aliases,
             versions=vs,
         ))

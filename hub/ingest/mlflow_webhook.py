@@ -43,7 +43,9 @@ def add_mlflow_webhook_parser(sub: Any, common: argparse.ArgumentParser) -> None
                        help="register/test the MLflow webhook that pushes to /ingest/mlflow")
     actions = p.add_subparsers(dest="webhook_action", required=True, metavar="ACTION")
     shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--tracking-uri", help="MLflow server (default: mlflow.tracking_uri)")
+    shared.add_argument("--tracking-uri", help="MLflow server whose registry keeps the "
+                                               "webhook (default: mlflow.registry_uri, else "
+                                               "mlflow.tracking_uri)")
     install = actions.add_parser(
         "install", parents=[common, shared],
         help="create (or update, by name) the webhook for the registry's model and prompt "
@@ -76,8 +78,10 @@ def _run(config: HubConfig, args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(config.mlflow.request_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(config.mlflow.scan_timeout_s)))
-    uri = args.tracking_uri or config.mlflow.tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # webhooks belong to the registry: the one given, else the one the hub watches
+    tracking = args.tracking_uri or config.mlflow.tracking_uri
+    uri = args.tracking_uri or config.mlflow.registry
+    client = MlflowClient(tracking_uri=tracking, registry_uri=uri)
     action: Callable[[Any, HubConfig, argparse.Namespace, str], int] = {
         "install": _install, "test": _test, "list": _list}[args.webhook_action]
     return action(client, config, args, redact_url(uri))
@@ -98,7 +102,8 @@ def _call(where: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any
                        ) from exc
     except Exception as exc:  # anything else from the client (requests, sqlalchemy)
         raise HubError(f"MLflow at {where} could not {what}: {type(exc).__name__}: "
-                       f"{str(exc)[:300]}; check --tracking-uri / mlflow.tracking_uri") from exc
+                       f"{str(exc)[:300]}; check --tracking-uri (or mlflow.registry_uri, "
+                       f"mlflow.tracking_uri)") from exc
 
 
 def _webhooks(client: Any, where: str) -> list[Any]:

@@ -60,7 +60,11 @@ class MlflowServerProcess:
         *,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
+        python: Path | None = None,
     ) -> None:
+        """``python``: the interpreter whose ``mlflow`` serves (another release's venv, see
+        :mod:`tests.support.mlflow_versions`); default: this one."""
+        self.python = str(python) if python is not None else sys.executable
         self.db_uri = db_uri
         self.port = port
         self.artifact_root = artifact_root
@@ -78,7 +82,7 @@ class MlflowServerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "mlflow", "server",
+            self.python, "-m", "mlflow", "server",
             "--backend-store-uri", self.db_uri,
             "--default-artifact-root", str(self.artifact_root),
             "--host", "127.0.0.1",
@@ -93,6 +97,8 @@ class MlflowServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env.update(SERVER_ENV)
         env.update(self._extra_env)
+        # old releases start ``gunicorn`` by name: find the one beside their python first
+        env["PATH"] = os.pathsep.join([str(Path(self.python).parent), env.get("PATH", "")])
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.log_path, "ab") as out:
@@ -174,5 +180,5 @@ class MlflowServerProcess:
         self.stop()
 
 
-#: ``mlflow_server_factory(db_path=None, port=None, *, start=True, env=None)``
+#: ``mlflow_server_factory(db_path=None, port=None, *, start=True, env=None, python=None)``
 MlflowServerFactory = Callable[..., MlflowServerProcess]

@@ -100,3 +100,16 @@ def test_an_enabled_subscription_without_a_lane_is_a_problem() -> None:
     assert not check["ok"] and "no lane for hook" in check["detail"], check
     reason = not_ready(hub(worker=broken))  # type: ignore[arg-type]
     assert reason is not None and reason.problem and "hook" in reason.reason
+
+
+def test_a_registry_that_cannot_be_read_is_a_problem_naming_the_registry_setting() -> None:
+    error = "the registry at databricks-uc answered the model search with ..."
+    config = CONFIG.model_copy(update={"mlflow": CONFIG.mlflow.model_copy(
+        update={"tracking_uri": "databricks", "registry_uri": "databricks-uc"})})
+    unread = hub(config=config, detector=detector(None, error=error))
+    reason = not_ready(unread)  # type: ignore[arg-type]
+    assert reason is not None and reason.problem
+    assert reason.reason.startswith(f"cannot read the registry databricks-uc: {error}")
+    assert "check mlflow.registry_uri (or MLFLOW_REGISTRY_URI)" in reason.reason
+    plain = not_ready(hub(detector=detector(None, error=error)))  # type: ignore[arg-type]
+    assert plain is not None and "check mlflow.tracking_uri" in plain.reason
