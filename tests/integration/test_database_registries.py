@@ -6,6 +6,7 @@ event, an error, a structured log or anything the process prints."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import uuid
@@ -22,6 +23,7 @@ from hub.broker.embedded import free_port
 from hub.detect.detector import Detector
 from hub.detect.registry_uri import prepare
 from hub.errors import SourceError
+from hub.ready import not_ready
 from tests.support.detector import Running, hub_config
 from tests.support.postgres import PASSWORD, SUPERUSER, PostgresCluster
 from tests.support.wait import until
@@ -158,3 +160,26 @@ def test_mysql_uri_opens_with_pymysql_when_mysqlclient_is_missing() -> None:
         engine.connect()
     assert isinstance(raised.value.orig, pymysql.err.OperationalError)
     assert "Can't connect to MySQL server on '127.0.0.1'" in str(raised.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("MySQLdb") is not None,
+                    reason="mysqlclient is installed: its driver is not missing here")
+async def test_a_missing_driver_is_a_start_up_error_saying_what_to_install(
+        kafka_bootstrap: str, topic_name: str, shown: Callable[..., str]) -> None:
+    uri = f"mysql+mysqldb://hub:{quote(PASSWORD)}@127.0.0.1:{free_port()}/mlflow"
+    async with Hub(hub_config(uri, kafka_bootstrap, topic_name), Roles(deliver=False)) as hub:
+        detector = hub.detector
+        assert detector is not None
+        run = asyncio.create_task(hub.run())
+        await until(lambda: detector.consecutive_failures >= 1, "a failed first scan")
+        reason = not_ready(hub)
+        hub.stop()
+        await asyncio.wait_for(run, 20)
+    assert reason is not None and reason.problem
+    assert "cannot read the registry mysql+mysqldb://***@127.0.0.1:" in reason.reason
+    assert "names the SQLAlchemy driver 'mysqldb', which is not installed: pip install " \
+        "mysqlclient" in reason.reason
+    text = shown(reason)
+    assert "detector.scan_failed" in text
+    assert "Traceback" not in text, "said in words, not as a stack trace"
+    assert quote(PASSWORD) not in text
