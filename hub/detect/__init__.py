@@ -1,2 +1,3 @@
-"""Detection: read the registry (source), compare snapshots (snapshot, diff), publish what changed
-and remember where it got to (detector, checkpoint, recent)."""
+"""Detection: read the registry (source, once registry_uri has settled its URI: driver, file
+store), compare snapshots (snapshot, diff), publish what changed and remember where it got to
+(detector, checkpoint, recent)."""
