@@ -8,6 +8,7 @@ observed; the loop itself is covered by the restart and outage tests.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from hub.detect.detector import Detector
 from hub.events import IS_PROMPT_TAG
 from tests.support.detector import hub_config
 from tests.support.kafka_reader import by_key, read_topic
+from tests.support.wait import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -185,13 +187,19 @@ async def test_prompts_are_polled_as_prompt_events_and_a_flip_is_no_deletion(set
                                                                              ) -> None:
     """MLflow's prompt API (register, new version, alias set and moved, tags) by poll; then
     a model tagged into a prompt and back: tag events of what it now is, never a deletion."""
-    detector, client, server, config = setup
+    detector, client, _server, config = setup
     assert await detector.poll_once() == []
+
+    async def linked() -> bool:
+        prompt = await asyncio.to_thread(client.get_prompt, "summarize")
+        return prompt is not None and "_mlflow_experiment_ids" in prompt.tags
 
     async def step() -> list[tuple[str, str | None]]:
         return [(e.type, e.version) for e in await detector.poll_once()]
 
     client.register_prompt("summarize", "Summarise {{text}}", tags={"team": "support"})
+    # MLflow's client links a new prompt to the active experiment, by a tag set on a thread
+    await until(linked, "the experiment link")
     assert await step() == [("prompt.created", None), ("prompt_version.created", "1")]
     client.register_prompt("summarize", "Summarise in {{n}} words: {{text}}")
     assert await step() == [("prompt_version.created", "2")]

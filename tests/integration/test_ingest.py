@@ -31,6 +31,7 @@ from hub.app import Hub, Roles
 from hub.broker.embedded import free_port
 from hub.config import HubConfig
 from hub.errors import HubError
+from hub.events import IS_PROMPT_TAG
 from hub.ingest.mlflow_webhook import WEBHOOK_EVENTS, add_mlflow_webhook_parser, run_mlflow_webhook
 from hub.ingest.push import add_ingest_routes
 from tests.support.kafka_reader import read_topic
@@ -242,6 +243,53 @@ async def test_what_mlflow_does_not_push_is_left_to_the_poll(pushed: Pushed) -> 
     (arrival,) = await tail.wait(1)
     assert (arrival.type, arrival.key) == ("model_version.stage_transitioned", "iris")
     assert await hub.detector.poll_once() == []
+
+
+async def test_prompt_pushes_publish_prompt_events_and_a_flip_is_no_deletion(
+        pushed: Pushed) -> None:
+    """MLflow's prompt webhooks (the ones ``install`` subscribes to) reach the hub: each names
+    the prompt, the hub re-reads it and publishes the prompt events at once."""
+    client, tail, detector = pushed.client, pushed.tail, pushed.hub.detector
+    assert detector is not None
+
+    def published(logs: Sequence[Mapping[str, Any]]) -> int:
+        return sum(e["published"] for e in logs if e["event"] == "ingest.received")
+
+    async def mutate(fn: Any, *args: Any, sent: int = 1
+                     ) -> list[tuple[str, str | None, str | None]]:
+        """Change the registry, wait for the ``sent`` pushes MLflow makes about it; what
+        they published arrives, and the poll finds nothing more."""
+        pushed_before, published_before = len(pushes(logs)), published(logs)
+        await asyncio.to_thread(fn, *args)
+        await until(lambda: len(pushes(logs)) == pushed_before + sent, f"{sent} push(es)")
+        arrivals = await tail.wait(published(logs) - published_before)
+        assert await detector.poll_once() == []  # published by the push already
+        return [(a.type, a.key, a.version) for a in arrivals]
+
+    with capture_logs() as logs:
+        # MLflow's client then links the new prompt to the active experiment (a prompt tag set
+        # on a thread): a third push, whose event may already be in prompt.created's tags
+        assert (await mutate(client.register_prompt, "summarize", "Summarise {{text}}",
+                             sent=3))[:2] == [("prompt.created", "summarize", None),
+                                              ("prompt_version.created", "summarize", "1")]
+        assert await mutate(client.register_prompt, "summarize", "Summarise: {{text}}") == [
+            ("prompt_version.created", "summarize", "2")]
+        assert await mutate(client.set_prompt_alias, "summarize", "production", 1) == [
+            ("prompt_alias.created", "summarize", "1")]
+        assert await mutate(client.set_prompt_alias, "summarize", "production", 2) == [
+            ("prompt_alias.created", "summarize", "2")]
+        assert await mutate(client.set_prompt_tag, "summarize", "owner", "bob") == [
+            ("prompt_tag.set", "summarize", None)]
+        assert await mutate(client.set_prompt_version_tag, "summarize", 2, "ok", "yes") == [
+            ("prompt_version_tag.set", "summarize", "2")]
+        assert await mutate(client.create_registered_model, "classifier") == [
+            ("registered_model.created", "classifier", None)]
+        assert await mutate(client.set_registered_model_tag, "classifier",
+                            IS_PROMPT_TAG, "true") == [("prompt_tag.set", "classifier", None)]
+    assert {event for event, _ in pushes(logs)} == {
+        "prompt.created", "prompt_version.created", "prompt_alias.created", "prompt_tag.set",
+        "prompt_version_tag.set", "registered_model.created"}
+    assert not [a for a in tail.arrivals if a.type.endswith(".deleted")]
 
 
 # --- registry-hub mlflow-webhook ------------------------------------------------------------

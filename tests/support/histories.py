@@ -13,7 +13,8 @@ from hub.events import IS_PROMPT_TAG
 
 NAMES = ["alpha", "beta", "gamma"]
 OPERATIONS = ["create", "delete", "rename", "untag", "describe", "version", "unversion", "alias",
-              "stage", "prompt", *["tag"] * 4]  # tag changes are the common case (and the reported one)
+              "stage", "prompt",
+              *["tag"] * 4]  # tag changes are the common case (and the reported one)
 VALUES = ["a", "b", "c"]
 
 
