@@ -49,7 +49,7 @@ def push_path(host: DashboardHost) -> tuple[str, bool]:
 def last_scan(host: DashboardHost) -> dict[str, Any]:
     detector = host.detector
     if detector is None:
-        return {"text": "—", "ok": True}
+        return {"text": "no detector in this process", "ok": True, "error": None}
     if detector.last_success_monotonic is None:
         return {"text": "no successful scan yet", "ok": False, "error": detector.last_error}
     ago = time.monotonic() - detector.last_success_monotonic

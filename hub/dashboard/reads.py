@@ -131,15 +131,20 @@ class Reads:
 
     async def last_hour(self, now_ms: int) -> tuple[list[int], list[Attempt]]:
         """The timestamps of the last hour's events, and its delivery attempts."""
-        since = now_ms - HOUR_MS
+        return await asyncio.gather(self.event_times(now_ms - HOUR_MS),
+                                    self.attempts_since(now_ms - HOUR_MS))
+
+    async def event_times(self, since_ms: int) -> list[int]:
         async with self._gate:
-            events, attempts = await asyncio.gather(
-                read_to_end(self._cfg.kafka, self._host.bootstrap_servers,
-                            self._cfg.kafka.topic, since_ms=since),
-                read_to_end(self._cfg.kafka, self._host.bootstrap_servers,
-                            self._cfg.deliveries_topic, since_ms=since))
-        return ([r.timestamp for r in events],
-                [a for a in map(to_attempt, attempts) if a is not None])
+            records = await read_to_end(self._cfg.kafka, self._host.bootstrap_servers,
+                                        self._cfg.kafka.topic, since_ms=since_ms)
+        return [r.timestamp for r in records]
+
+    async def attempts_since(self, since_ms: int) -> list[Attempt]:
+        async with self._gate:
+            records = await read_to_end(self._cfg.kafka, self._host.bootstrap_servers,
+                                        self._cfg.deliveries_topic, since_ms=since_ms)
+        return [a for a in map(to_attempt, records) if a is not None]
 
 
 __all__ = ["EventRecord", "Reads", "ReadsHost", "to_attempt", "to_event_record"]

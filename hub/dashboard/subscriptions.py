@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub.admin.bodies import ApiError
 from hub.dashboard.context import Pages, form_text, now_ms
+from hub.dashboard.reads import HOUR_MS
 from hub.outcome import Status
 from hub.plugins import available_handlers
 
@@ -97,7 +98,7 @@ class SubscriptionPages:
         return "running" if view["name"] in worker.lanes else "starting"
 
     async def index(self, request: web.Request) -> web.Response:
-        _, attempts = await self.p.reads.last_hour(now_ms())
+        attempts = await self.p.reads.attempts_since(now_ms() - HOUR_MS)
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for a in attempts:
             tally[a.subscription][0] += a.status == Status.DELIVERED.value

@@ -140,3 +140,20 @@ def test_an_api_error_lands_next_to_its_field() -> None:
     assert error_field(ApiError(422, "bad", "events.0"), body) == "events"
     assert error_field(ApiError(422, "bad", "timeout_s"), body) == "options"
     assert error_field(ApiError(409, "read-only"), body) == ""
+
+
+def test_replay_since_takes_what_went_dead_at_or_after_the_time() -> None:
+    from hub.deliver.dlq import LetterState
+    from hub.deliver.replay import dead_since
+
+    def letter(dead_at: str) -> LetterState:
+        return LetterState("s", "e", "t", "m", None, "dead", 1, "", None, "failed", dead_at,
+                           0, 0, (0, 0, 0))
+
+    since = T0
+    assert dead_since(letter((T0 + timedelta(seconds=1)).isoformat()), since)
+    assert dead_since(letter(T0.isoformat()), since)
+    assert not dead_since(letter((T0 - timedelta(seconds=1)).isoformat()), since)
+    assert dead_since(letter("2026-11-30T10:00:00"), since)  # no zone: UTC
+    assert not dead_since(letter("garbled"), since)
+    assert dead_since(letter("garbled"), None)
