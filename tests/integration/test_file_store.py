@@ -37,7 +37,9 @@ def _logged_model_version(client: Any, name: str) -> str:
     return str(version.version)
 
 
-@pytest.mark.parametrize("written", ["file URI", "plain path"])
+@pytest.mark.parametrize("written", [
+    "file URI", pytest.param("plain path", marks=pytest.mark.slow),  # resolve(): a unit test
+])
 async def test_a_file_store_registry_is_read_fast_and_leaves_no_database_behind(
         written: str, kafka_bootstrap: str, topic_name: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
