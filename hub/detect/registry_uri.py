@@ -29,8 +29,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from hub.config import MlflowConfig
 from hub.errors import SourceError
 from hub.redaction import redact_url
 
@@ -141,6 +143,22 @@ def prepare(tracking_uri: str, registry_uri: str | None = None) -> tuple[str, st
     return tracking, registry
 
 
+def open_client(config: MlflowConfig, *, tracking_uri: str | None = None,
+                registry_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on the configured registry (or the URIs given): the URIs
+    :func:`prepare`-d, and MLflow's HTTP client kept from stalling for minutes behind its
+    default retry policy on a failing server (``mlflow.request_retries``, a timeout of
+    ``mlflow.scan_timeout_s``), unless the user set MLflow's variables otherwise."""
+    from mlflow.tracking import MlflowClient  # heavy import, only when first needed
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(config.request_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(config.scan_timeout_s)))
+    tracking, registry = prepare(tracking_uri or config.tracking_uri,
+                                 registry_uri or config.registry)
+    return MlflowClient(tracking_uri=tracking, registry_uri=registry)
+
+
 def _sqlalchemy_default(dialect: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -154,4 +172,4 @@ def _installed(module: str) -> bool:
         return False
 
 
-__all__ = ["is_file_store", "prepare", "resolve"]
+__all__ = ["is_file_store", "open_client", "prepare", "resolve"]

@@ -25,7 +25,6 @@ a quiet snapshot with models missing.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import structlog
 
 from hub.config import MlflowConfig
+from hub.detect.registry_uri import open_client
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.errors import SourceError
 from hub.redaction import redact_url
@@ -58,11 +58,6 @@ class RegistrySource:
         self._prompt_filters = not config.registry.startswith(("databricks-uc", "uc:"))
 
     async def __aenter__(self) -> RegistrySource:
-        # MLflow's REST client reads these per request; keep a failing server from stalling a
-        # scan for minutes behind its default retry policy, unless the user chose otherwise.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self._config.request_retries))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(self._config.scan_timeout_s)))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-scan")
         return self
 
@@ -77,12 +72,8 @@ class RegistrySource:
     @property
     def client(self) -> Any:
         """``MlflowClient`` on the configured tracking server and registry."""
-        if self._client is None:
-            from mlflow.tracking import MlflowClient  # heavy import, only when first needed
-
-            from hub.detect.registry_uri import prepare  # drivers, file store, global URIs
-            tracking, registry = prepare(self._config.tracking_uri, self._config.registry)
-            self._client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+        if self._client is None:  # drivers, file store, process-wide URIs, HTTP retries
+            self._client = open_client(self._config)
         return self._client
 
     @property

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hub.config import AdminConfig, HubConfig
+from hub.detect.registry_uri import open_client
 from hub.errors import HubError
 from hub.ingest.push import INGEST_PATH, REGISTRY_EVENTS
 from hub.redaction import redact_url
@@ -71,17 +71,9 @@ async def run_mlflow_webhook(config: HubConfig, args: argparse.Namespace) -> int
 
 
 def _run(config: HubConfig, args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
-
-    # as RegistrySource does: an unreachable server fails in seconds, not after MLflow's
-    # default retry policy (minutes), unless the user chose otherwise
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(config.mlflow.request_retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(config.mlflow.scan_timeout_s)))
     # webhooks belong to the registry: the one given, else the one the hub watches
-    tracking = args.tracking_uri or config.mlflow.tracking_uri
     uri = args.tracking_uri or config.mlflow.registry
-    client = MlflowClient(tracking_uri=tracking, registry_uri=uri)
+    client = open_client(config.mlflow, tracking_uri=args.tracking_uri, registry_uri=uri)
     action: Callable[[Any, HubConfig, argparse.Namespace, str], int] = {
         "install": _install, "test": _test, "list": _list}[args.webhook_action]
     return action(client, config, args, redact_url(uri))
