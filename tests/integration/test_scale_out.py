@@ -494,6 +494,7 @@ def ids_at(receiver: Receiver, prefix: str) -> list[str]:
     return [h.headers["webhook-id"] for h in receiver.delivered(prefix)]
 
 
+@pytest.mark.slow  # 4 s: the quick tier keeps test_leader_choice and the delivery tests
 async def test_two_workers_share_the_partitions_and_deliver_each_event_once(
         kafka_bootstrap: str, topic_name: str, tmp_path: Path, start_proc: Procs) -> None:
     n = 200

@@ -233,6 +233,7 @@ async def test_delete_mid_stream_delivers_nothing_after_it_returned(
         assert len(ids(hits)) < EVENTS
 
 
+@pytest.mark.slow  # 4 s; tests/unit/test_dispatch.py covers 410 Gone in the quick tier
 async def test_gone_endpoint_resumes_once_the_subscription_is_replaced(
         kafka_bootstrap: str, topic_name: str) -> None:
     async with running_receiver() as receiver:
