@@ -23,7 +23,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -33,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub.admin.bodies import ApiError, parse_object
+from hub.admin.host import AdminHost
 from hub.admin.subscription_routes import SubscriptionRoutes
 from hub.admin.token import AdminToken, admin_token
 from hub.bus import connection_options, recent_records
@@ -46,35 +47,7 @@ from hub.outcome import Status
 
 if TYPE_CHECKING:
     from hub.admin.store import SubscriptionStore
-    from hub.config import HubConfig
-    from hub.deliver.worker import DeliveryWorker
-    from hub.detect.detector import Detector
-    from hub.elect.election import LeaderElection
-    from hub.metrics import Metrics
 
-
-class AdminHost(Protocol):
-    """What the admin API reads of the process it serves (:class:`hub.app.Hub`), at request
-    time: the parts appear as the hub starts, and are ``None`` where this process has no such
-    role."""
-
-    @property
-    def config(self) -> HubConfig: ...
-
-    @property
-    def bootstrap_servers(self) -> str: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
-
-    @property
-    def detector(self) -> Detector | None: ...
-
-    @property
-    def election(self) -> LeaderElection | None: ...
-
-    @property
-    def worker(self) -> DeliveryWorker | None: ...
 
 log = structlog.get_logger(__name__)
 

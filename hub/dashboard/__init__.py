@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from hub.admin.host import AdminHost
 from hub.admin.subscription_routes import SubscriptionRoutes
-from hub.dashboard.context import DashboardHost, Pages
+from hub.dashboard.context import Pages
 from hub.dashboard.dead_letters import DeadLetterPages
 from hub.dashboard.events import EventPages
 from hub.dashboard.login import LoginPages
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 class Dashboard:
     """``Dashboard(hub, store, subs, token).add_to(app)`` registers every page."""
 
-    def __init__(self, host: DashboardHost, store: SubscriptionStore | None,
+    def __init__(self, host: AdminHost, store: SubscriptionStore | None,
                  subs: SubscriptionRoutes, token: str) -> None:
         self.pages = Pages(host=host, store=store, subs=subs, reads=Reads(host),
                            render=Renderer(), sessions=Sessions(token))
@@ -45,4 +46,4 @@ class Dashboard:
                      DeadLetterPages):
             part(self.pages).add_to(router)
 
-__all__ = ["Dashboard", "DashboardHost"]
+__all__ = ["Dashboard"]

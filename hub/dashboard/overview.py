@@ -11,15 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.admin.host import AdminHost
 from hub.dashboard.charts import bars, per_minute, success_per_minute
-from hub.dashboard.context import DashboardHost, Pages, now_ms
+from hub.dashboard.context import Pages, now_ms
 from hub.deliver.jobs import Attempt
 from hub.deliver.replay import dead_letters
 from hub.outcome import Status
 from hub.redaction import redact_url
 
 
-def leader(host: DashboardHost) -> tuple[str, bool]:
+def leader(host: AdminHost) -> tuple[str, bool]:
     """Who detects, said for people, and whether that is a healthy state."""
     if host.detector is None:
         return "no detector in this process (deliver role only)", True
@@ -34,7 +35,7 @@ def leader(host: DashboardHost) -> tuple[str, bool]:
     return "nobody: the election has not settled", False
 
 
-def push_path(host: DashboardHost) -> tuple[str, bool]:
+def push_path(host: AdminHost) -> tuple[str, bool]:
     """MLflow's pushed webhooks: on or off, and how many events they brought."""
     if host.config.ingest.mlflow_secret is None:
         return "off (set ingest.mlflow_secret to accept MLflow's webhooks); polling only", True
@@ -46,7 +47,7 @@ def push_path(host: DashboardHost) -> tuple[str, bool]:
     return f"on at /ingest/mlflow · {pushed:.0f} event(s) pushed since start", True
 
 
-def last_scan(host: DashboardHost) -> dict[str, Any]:
+def last_scan(host: AdminHost) -> dict[str, Any]:
     detector = host.detector
     if detector is None:
         return {"text": "no detector in this process", "ok": True, "error": None}
