@@ -3,8 +3,9 @@
 Configure either ``webhook_url`` (an incoming webhook) or ``token`` + ``channel`` (a bot
 token and ``chat.postMessage``); ``api_base_url`` points the bot client elsewhere (tests).
 Messages come from :mod:`handlers.slack_messages`; ``templates`` override them per event
-type. Requests go through the hub's SSRF-guarded session; proxies from the environment are
-not used. slack-sdk's own retries are off: the hub owns retries, each call is one attempt.
+type (:mod:`handlers.slack_templates`). Requests go through the hub's SSRF-guarded session;
+proxies from the environment are not used. slack-sdk's own retries are off: the hub owns
+retries, each call is one attempt.
 
 **Pacing.** Per channel (per webhook URL), shared by all subscriptions of the process
 posting to it: one request at a time, each starting ``min_interval_s`` (default 1 s) after
@@ -68,8 +69,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from yarl import URL
 
-from handlers.slack_messages import SlackMessage, build_message, validate_templates
+from handlers.slack_messages import SlackMessage, build_message
 from handlers.slack_pacing import ChannelPacer, ThreadMap
+from handlers.slack_templates import validate_templates
 from hub.errors import PluginError
 from hub.events import Event
 from hub.http import find_refusal, parse_retry_after

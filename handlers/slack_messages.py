@@ -5,28 +5,24 @@ plain ``text`` fallback (notifications, screen readers; never empty) and Block K
 (a header, a summary section with fields, the description and tags where there are some,
 links to the MLflow UI, and a context line). Slack's limits are kept by construction: at
 most 50 blocks, header text ≤ 150 characters, section text ≤ 3000, field text ≤ 2000;
-longer values are cut without splitting an ``&amp;`` entity or a ``<link|label>``.
+longer values are cut without splitting an ``&amp;`` entity or a ``<link|label>``
+(:mod:`handlers.slack_mrkdwn`).
 
-Templates (``templates: {event type or glob: format string}`` in a subscription) replace the
-text and the blocks with one section. They are ``str.format`` strings over the event data
-plus ``type``, ``model``, ``version``, ``id``, ``time``, ``subject``, ``version_url``,
-``model_url`` and ``run_url``; nested values are reached with ``[key]`` (``{tags[team]}``).
-Missing keys render as empty text and rendering never raises; :func:`validate_templates`
-rejects malformed templates up front.
+This module holds the default message: what each event type says (the describers, for
+models and their prompt twins) and the block layout. A subscription's template, when one
+matches, replaces it with one section (:mod:`handlers.slack_templates`).
 """
 
 from __future__ import annotations
 
-import _string  # the stdlib parser behind str.format's field names
-import fnmatch
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
+from handlers.slack_mrkdwn import link, links, truncate
+from handlers.slack_mrkdwn import short as _v  # a value in nearly every sentence below
+from handlers.slack_templates import render_template, template_for
 from hub.events import (
-    EVENT_TYPES,
     IS_PROMPT_TAG,
     PROMPT_TEXT_TAG,
     PROMPT_TWIN,
@@ -42,69 +38,12 @@ MAX_SECTION = 3000
 MAX_FIELD = 2000
 MAX_FIELDS = 10
 MAX_TEXT = 40_000  # Slack truncates longer ``text``
-MAX_VALUE = 300  # one data value inside a sentence or a field
 
 
 @dataclass(frozen=True)
 class SlackMessage:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
-
-
-class TemplateError(ValueError):
-    """A message template is malformed; the message names the template."""
-
-
-# --- text helpers --------------------------------------------------------------------------
-
-
-def escape(value: object) -> str:
-    """Escape the three characters Slack's mrkdwn reserves."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut ``text`` to at most ``limit`` characters, ending with ``…``, never inside an
-    ``&amp;``-style entity or a ``<url|label>`` link."""
-    if len(text) <= limit:
-        return text
-    cut = text[: max(limit - 1, 0)]
-    if cut.rfind("<") > cut.rfind(">"):
-        cut = cut[: cut.rfind("<")]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…" if limit > 0 else ""
-
-
-def _v(value: object, limit: int = MAX_VALUE) -> str:
-    """A data value for mrkdwn: escaped and short."""
-    return escape(truncate(str(value), limit))
-
-
-def links(event: Event, ui_url: str | None) -> dict[str, str]:
-    """MLflow UI links for the event (empty strings without a UI URL)."""
-    out = {"model_url": "", "version_url": "", "run_url": ""}
-    if not ui_url:
-        return out
-    base = ui_url.rstrip("/")
-    model = quote(event.model, safe="")
-    if is_prompt_event(event.type):  # the prompt's page lists its versions
-        out["model_url"] = f"{base}/#/prompts/{model}"
-        if event.version is not None:
-            out["version_url"] = out["model_url"]
-    else:
-        out["model_url"] = f"{base}/#/models/{model}"
-    if event.version is not None and not out["version_url"]:
-        out["version_url"] = f"{out['model_url']}/versions/{quote(str(event.version), safe='')}"
-    run_id = event.data.get("run_id")
-    if run_id:  # MLflow's UI route ``/runs/:runUuid`` needs no experiment id
-        out["run_url"] = f"{base}/#/runs/{quote(str(run_id), safe='')}"
-    return out
-
-
-def _link(url: str, label: str) -> str:
-    return f"<{url}|{label}>" if url else label
 
 
 # --- the default message -------------------------------------------------------------------
@@ -209,16 +148,16 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 
 def _fields(event: Event, data: dict[str, Any], urls: dict[str, str]) -> list[str]:
     kind = "Prompt" if is_prompt_event(event.type) else "Model"
-    out = [f"*{kind}*\n{_link(urls['model_url'], _v(event.model))}"]
+    out = [f"*{kind}*\n{link(urls['model_url'], _v(event.model))}"]
     if event.version is not None:
-        out.append(f"*Version*\n{_link(urls['version_url'], _v(event.version))}")
+        out.append(f"*Version*\n{link(urls['version_url'], _v(event.version))}")
     for key, label in _FIELDS:
         value = data.get(key)
         if value in (None, ""):
             continue
         shown = _v(value)
         if key == "run_id":
-            shown = _link(urls["run_url"], f"`{shown}`")
+            shown = link(urls["run_url"], f"`{shown}`")
         elif key == "alias":
             shown = f"@{shown}"
         out.append(truncate(f"*{label}*\n{shown}", MAX_FIELD))
@@ -275,9 +214,9 @@ def default_message(event: Event, ui_url: str | None) -> SlackMessage:
     when = f"<!date^{int(event.time.timestamp())}^{{date_short_pretty}} {{time}}|" \
         f"{event.time.isoformat()}>"  # shown in the reader's time zone
     context = [f"`{_v(event.type)}`", when, f"event {_v(event.id)}"]
-    linked = [_link(urls["version_url"] or urls["model_url"], "Open in MLflow")]
+    linked = [link(urls["version_url"] or urls["model_url"], "Open in MLflow")]
     if urls["run_url"]:
-        linked.append(_link(urls["run_url"], "Open run"))
+        linked.append(link(urls["run_url"], "Open run"))
     if urls["model_url"]:
         context = linked + context
     blocks.append({"type": "context",
@@ -291,104 +230,6 @@ def _test_mark(event: Event) -> str:
     """``[test] `` before the header and the text of a test send (templates included)."""
     return "[test] " if is_test(event) else ""
 
-
-# --- templates -----------------------------------------------------------------------------
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` where a missing key, a bad index or a bad format spec renders as text
-    instead of raising, and every substituted value is mrkdwn-escaped."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
-        first, rest = _string.formatter_field_name_split(field_name)
-        obj: Any = kwargs.get(first) if isinstance(first, str) else None
-        for is_attr, key in rest:
-            if is_attr:
-                obj = None
-            elif isinstance(obj, Mapping):
-                obj = obj.get(key, obj.get(str(key)))
-            elif isinstance(obj, list | tuple) and isinstance(key, int) and -len(obj) <= key \
-                    < len(obj):
-                obj = obj[key]
-            else:
-                obj = None
-        return ("" if obj is None else obj), str(first)
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        try:
-            text = format(value, format_spec)
-        except (ValueError, TypeError):
-            text = str(value)
-        return escape(text)
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def _template_fields(template: str) -> list[tuple[str, str | None]]:
-    """Every (field name, conversion) in ``template``, including fields nested in specs."""
-    out: list[tuple[str, str | None]] = []
-    for _literal, name, spec, conversion in string.Formatter().parse(template):
-        if name is not None:
-            out.append((name, conversion))
-            if spec:
-                out.extend(_template_fields(spec))
-    return out
-
-
-def validate_templates(templates: Mapping[str, str]) -> None:
-    """Raise :class:`TemplateError` naming the first malformed template."""
-    for key, template in templates.items():
-        where = f"template {key!r}"
-        if not any(fnmatch.fnmatchcase(t, key) for t in EVENT_TYPES):
-            raise TemplateError(f"{where}: matches no event type; known types: "
-                                f"{', '.join(EVENT_TYPES)}")
-        if not isinstance(template, str) or not template.strip():
-            raise TemplateError(f"{where}: must be a non-empty string")
-        try:
-            fields = _template_fields(template)
-        except ValueError as exc:
-            raise TemplateError(f"{where} is not a valid format string: {exc} "
-                                "(write {{ and }} for literal braces)") from None
-        for name, conversion in fields:
-            first, rest = _string.formatter_field_name_split(name)
-            if not isinstance(first, str) or not first:
-                raise TemplateError(f"{where}: positional field {{{name}}} is not allowed; "
-                                    "name a key, e.g. {model} or {to_stage}")
-            if any(is_attr for is_attr, _ in rest):
-                raise TemplateError(f"{where}: attribute access in {{{name}}} is not "
-                                    "allowed; use [key] for nested values, e.g. {tags[team]}")
-            if conversion not in (None, "r", "s", "a"):
-                raise TemplateError(f"{where}: unknown conversion !{conversion} in "
-                                    f"{{{name}}}")
-
-
-def template_for(event_type: str, templates: Mapping[str, str] | None) -> str | None:
-    """The template for ``event_type``: an exact key first, then the first matching glob."""
-    if not templates:
-        return None
-    if event_type in templates:
-        return templates[event_type]
-    return next((t for k, t in templates.items() if fnmatch.fnmatchcase(event_type, k)), None)
-
-
-def template_values(event: Event, ui_url: str | None) -> dict[str, Any]:
-    version = event.version if event.version is not None else event.data.get("version")
-    return {
-        **event.data,
-        "type": event.type, "model": event.model, "version": version, "id": event.id,
-        "time": event.time.isoformat(), "subject": event.subject, **links(event, ui_url),
-    }
-
-
-def render_template(template: str, event: Event, ui_url: str | None) -> str:
-    """Render; never raises (a template that cannot be parsed renders as empty text)."""
-    try:
-        return _FORMATTER.vformat(template, (), template_values(event, ui_url))
-    except (ValueError, IndexError, KeyError):
-        return ""
-
-
 def build_message(event: Event, *, ui_url: str | None,
                   templates: Mapping[str, str] | None) -> SlackMessage:
     template = template_for(event.type, templates)
@@ -401,5 +242,4 @@ def build_message(event: Event, *, ui_url: str | None,
     return default_message(event, ui_url)
 
 
-__all__ = ["SlackMessage", "TemplateError", "build_message", "default_message", "escape",
-           "links", "render_template", "template_for", "truncate", "validate_templates"]
+__all__ = ["SlackMessage", "build_message", "default_message"]

@@ -25,7 +25,7 @@ Every exception class defined in ``hub`` and ``handlers`` (a test keeps this com
     └── RedirectRefused       hub.http        a 3xx that the session would have followed
     ValueError
     ├── MalformedPush         hub.ingest.push   answered 400; never leaves the ingest route
-    └── TemplateError         handlers.slack_messages
+    └── TemplateError         handlers.slack_templates
                                               pydantic reports a ValueError of a validator
                                               as an option error naming the field
     Exception

@@ -81,5 +81,5 @@ def test_the_reader_sees_the_tree() -> None:
     assert drawn["ConfigError"] == ("HubError", "hub.errors")
     assert drawn["SsrfRefused"] == ("OSError", "hub.http")
     assert drawn["RedirectRefused"] == ("aiohttp.ClientError", "hub.http")
-    assert drawn["TemplateError"] == ("ValueError", "handlers.slack_messages")
+    assert drawn["TemplateError"] == ("ValueError", "handlers.slack_templates")
     assert drawn["HubError"] == ("Exception", "hub.errors")

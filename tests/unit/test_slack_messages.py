@@ -20,13 +20,11 @@ from handlers.slack_messages import (
     MAX_HEADER,
     MAX_SECTION,
     SlackMessage,
-    TemplateError,
     build_message,
-    escape,
-    truncate,
-    validate_templates,
 )
+from handlers.slack_mrkdwn import escape, truncate
 from handlers.slack_pacing import ChannelPacer, ThreadMap, blocked_for, pacing_delay
+from handlers.slack_templates import TemplateError, validate_templates
 from hub.events import EVENT_TYPES, PROMPT_TWIN, Event, EventType
 from hub.outcome import Status
 
