@@ -88,6 +88,10 @@ class DetectorConfig(Section):
     poll_interval_s: float = Field(5, gt=0)
     """Seconds between full scans. MLflow's pushed webhooks (``/ingest/mlflow``) add low
     latency on top; the poll still catches everything MLflow never pushes."""
+    reconcile_interval_s: float = Field(60, gt=0)
+    """Seconds between full scans while MLflow's pushes are healthy (one was received and
+    read within this many seconds): the scan then only reconciles what pushes cannot say
+    (stage transitions, deletions, descriptions). Without pushes, ``poll_interval_s``."""
     emit_existing: bool = False
     """First start only: emit every existing model and version as ``*.created``."""
     state_topic: str | None = None

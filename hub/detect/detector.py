@@ -14,6 +14,11 @@
 * Ids (:func:`hub.events.event_id`) are drawn in the checkpoint's epoch. A new baseline
   starts a new epoch, and an epoch is in the checkpoint before any event that uses it is
   published: a re-publication after a crash always finds the epoch it was first stamped in.
+* A push (:meth:`Detector.refresh_model`) costs one model: it re-reads that model and diffs
+  it against the model's own state, never waiting for a full scan; how pushes and the poll
+  share the state without publishing a change twice or out of order is
+  :mod:`hub.detect.pushes`. While pushes are healthy the full scan runs every
+  ``reconcile_interval_s`` instead of ``poll_interval_s`` (:mod:`hub.detect.cadence`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import Any, Protocol
 import structlog
 
 from hub.config import DetectorConfig
+from hub.detect.cadence import next_interval
 from hub.detect.checkpoint import Checkpoint, DetectorState
 from hub.detect.diff import diff
+from hub.detect.pushes import Gate, Pushes, hold_back
 from hub.detect.recent import RecentEvents
 from hub.detect.snapshot import ModelState, Snapshot
 from hub.errors import BusError, SourceError
@@ -114,7 +121,11 @@ class Detector:
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._stopping = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one poll at a time
+        self._gate = Gate()  # pushes apply together, the poll alone (hub.detect.pushes)
+        self._pushes = Pushes()
+        self.last_push_monotonic: float | None = None  # a push received and read
+        self.interval_s = config.poll_interval_s  # until the next full scan, as last chosen
         self.state: DetectorState | None = None
         self._remembered: DetectorState | None = None  # see forget()
         self._recent = RecentEvents()
@@ -131,7 +142,8 @@ class Detector:
             return {"ok": False, "detail": "no successful scan yet",
                     "consecutive_failures": failures, "error": self.last_error}
         age = time.monotonic() - last
-        stale_after = stale_after_s + 2 * (self.last_scan_s or 0.0)
+        stale_after = stale_after_s + 2 * (self.last_scan_s or 0.0) \
+            + max(0.0, self.interval_s - self._config.poll_interval_s)  # reconciling
         check: dict[str, Any] = {"ok": age <= stale_after, "last_success_s_ago": round(age, 1),
                                  "consecutive_failures": failures,
                                  "stale_after_s": round(stale_after, 1)}
@@ -176,76 +188,160 @@ class Detector:
                 log.info("detector.scan_recovered", failed_scans=self.consecutive_failures)
             self.consecutive_failures = 0
             self.last_error = None
-            await self._wait(self._config.poll_interval_s)
+            await self._wait_for_next_round(time.monotonic())
+
+    async def _wait_for_next_round(self, ended: float) -> None:
+        """Until ``poll_interval_s`` after ``ended``, or ``reconcile_interval_s`` while pushes
+        are healthy; re-checked at least every poll interval, so a push path that goes quiet
+        brings the poll interval back within one."""
+        while True:
+            now = time.monotonic()
+            self.interval_s = next_interval(self._config, last_push=self.last_push_monotonic,
+                                            now=now)
+            delay = ended + self.interval_s - now
+            if delay <= 0 or await self._wait(min(delay, self._config.poll_interval_s)):
+                return
 
     async def poll_once(self) -> list[Event]:
         """One detection round; returns the events published (empty on baseline)."""
         async with self._lock:
+            since = self._pushes.mark()  # pushes after this may be newer than the scan
+            self._pushes.forget_before(since)
             started = time.perf_counter()
             with self._metrics.poll_duration.time():
                 current = await self._scanner.scan()
             self.last_scan_s = time.perf_counter() - started
-            if self.state is None:
-                state = await self._checkpoint.load()
-                if state is None and self._remembered is not None:
-                    state = self._remembered  # the broker lost the checkpoint we had
-                    if not await self._reseed(state):
-                        return []  # stopping
-                elif state is None:
-                    return await self._baseline(current)
-                elif state.epoch is None:
-                    state = await self._give_epoch(state)
-                    if state is None:
-                        return []  # stopping before the epoch was saved
-                self.state = state
-            elif await self._checkpoint.lost() and not await self._reseed(self.state):
-                return []  # stopping
-            events = await self._advance(current, path="poll")
+            async with self._gate.exclusive():
+                ready = await self._prepare(current)
+            if ready is not None:
+                return ready
+            events = await self._reconcile(current, since)
             self.last_success_monotonic = time.monotonic()
             return events
+
+    async def _prepare(self, current: Snapshot) -> list[Event] | None:
+        """Load (or take) the state the poll diffs from: ``None`` when ready to diff, else the
+        round's result (a baseline, or stopping)."""
+        if self.state is None:
+            state = await self._checkpoint.load()
+            if state is None and self._remembered is not None:
+                state = self._remembered  # the broker lost the checkpoint we had
+                if not await self._reseed(state):
+                    return []  # stopping
+            elif state is None:
+                return await self._baseline(current)
+            elif state.epoch is None:
+                state = await self._give_epoch(state)
+                if state is None:
+                    return []  # stopping before the epoch was saved
+            self.state = state
+        elif await self._checkpoint.lost() and not await self._reseed(self.state):
+            return []  # stopping
+        return None
+
+    async def _reconcile(self, current: Snapshot, since: int) -> list[Event]:
+        """Publish what the scan found, except for models pushes may have seen after it
+        (:func:`hub.detect.pushes.hold_back`). The diff runs outside the gate, so pushes go
+        on meanwhile; if one applied or started meanwhile, the diff is taken again (under
+        the gate this time, where no push can race it)."""
+        base, held = self.state, self._pushes.held(since)
+        if base is None:
+            return []  # forgotten (stood down) meanwhile
+        target = hold_back(base.snapshot, current, held)
+        # pure and over immutable snapshots: in a thread, so a big diff (30-40 ms for 5000
+        # versions) interleaves with pushes and deliveries instead of pausing them
+        changes = await asyncio.to_thread(diff, base.snapshot, target)
+        async with self._gate.exclusive():
+            if self.state is base and self._pushes.held(since) == held:
+                return await self._apply(base, target, changes, path="poll")
+        async with self._gate.exclusive():
+            if self.state is None:
+                return []
+            target = hold_back(self.state.snapshot, current, self._pushes.held(since))
+            changes = await asyncio.to_thread(diff, self.state.snapshot, target)
+            return await self._apply(self.state, target, changes, path="poll")
 
     async def refresh_model(self, name: str) -> list[Event]:
         """Re-read one model now (MLflow pushed a webhook for it) and publish what changed.
 
-        Runs under the same lock as the full poll, so the two never interleave: what this
-        publishes is in the snapshot before the next poll diffs, which therefore does not
-        publish it again. A model that is gone is left to the full poll, which alone can
-        tell a deletion from a rename.
+        Costs one model: the re-read and the diff cover ``name`` only, and neither waits for
+        a full scan (see :mod:`hub.detect.pushes` for why the poll then neither repeats nor
+        reverts what this published). Pushes for one model run in arrival order, pushes for
+        different models concurrently. A model that is gone is left to the full poll, which
+        alone can tell a deletion from a rename.
         """
-        async with self._lock:
-            if self.state is None or self._stopping.is_set():
-                return []  # no baseline yet (or standing by): the poll takes care of it
+        if self.state is None or self._stopping.is_set():
+            return []  # no baseline yet (or standing by): the poll takes care of it
+        async with self._pushes.model(name):
+            self._pushes.touch(name)
             model = await self._scanner.scan_model(name)
+            self.last_push_monotonic = time.monotonic()
             if model is None:
                 return []
-            current = Snapshot({**self.state.snapshot.models, name: model})
-            return await self._advance(current, path="push")
+            async with self._gate.shared():
+                return await self._apply_pushed(model)
 
-    async def _advance(self, current: Snapshot, *, path: str) -> list[Event]:
-        assert self.state is not None
-        previous = self.state.snapshot
-        # pure and over immutable snapshots: in a thread, so a big diff (30-40 ms for 5000
-        # versions) interleaves with deliveries in the same process instead of pausing them
-        changes = await asyncio.to_thread(diff, previous, current)
+    async def _apply_pushed(self, model: ModelState) -> list[Event]:
+        state, name = self.state, model.name
+        if state is None or self._stopping.is_set():
+            return []
+        assert state.epoch is not None  # a state is only set once it has one
+        old = state.snapshot.models.get(name)
+        previous = Snapshot({name: old} if old is not None else {})
+        current = Snapshot({name: model})
+        changes = diff(previous, current)  # one model: cheap enough for the loop
         if not changes:
             return []
-        assert self.state.epoch is not None  # poll_once and _baseline see to it
-        events, sequences = stamp(changes, previous, current, self.state.sequences,
-                                  epoch=self.state.epoch, source=self._source, now=self._clock())
+        counters = {name: state.sequences[name]} if name in state.sequences else {}
+        events, counters = stamp(changes, previous, current, counters, epoch=state.epoch,
+                                 source=self._source, now=self._clock())
         started = time.perf_counter()
         if not await self._publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
-        for event in events:
-            self._metrics.events_detected.labels(event.type, path).inc()
-            self._metrics.events_published.labels(event.type).inc()
+        self._count(events, "push")
+        self._pushes.touch(name)  # applied: a scan started before now must not apply it
+        await self._save(DetectorState(current, counters, state.epoch), changed={name},
+                         removed=set())
+        latest = self.state or state  # other models' pushes may have moved it meanwhile
+        self.state = DetectorState(Snapshot({**latest.snapshot.models, name: model}),
+                                   {**latest.sequences, **counters}, latest.epoch)
+        log.info("detector.published", events=len(events), models=1, path="push",
+                 publish_s=round(time.perf_counter() - started, 4))
+        return events
+
+    async def _advance(self, current: Snapshot, *, path: str) -> list[Event]:
+        """Diff the state against ``current`` and apply it (the caller holds the gate)."""
+        assert self.state is not None
+        changes = await asyncio.to_thread(diff, self.state.snapshot, current)
+        return await self._apply(self.state, current, changes, path=path)
+
+    async def _apply(self, base: DetectorState, current: Snapshot, changes: list[Change], *,
+                     path: str) -> list[Event]:
+        """Stamp, publish (until acknowledged), checkpoint what changed, then move the state
+        to ``current``. The caller holds the gate exclusively."""
+        if not changes:
+            return []
+        previous = base.snapshot
+        assert base.epoch is not None  # poll_once and _baseline see to it
+        events, sequences = stamp(changes, previous, current, base.sequences,
+                                  epoch=base.epoch, source=self._source, now=self._clock())
+        started = time.perf_counter()
+        if not await self._publish(events):
+            return []  # stopping before the broker acknowledged: the checkpoint stays put
+        self._count(events, path)
         touched = {e.model for e in events}
-        new_state = DetectorState(current, sequences, self.state.epoch)
+        new_state = DetectorState(current, sequences, base.epoch)
         await self._save(new_state, changed=touched & set(current.models),
                          removed=(set(previous.models) - set(current.models)))
         self.state = new_state
         log.info("detector.published", events=len(events), models=len(touched), path=path,
                  publish_s=round(time.perf_counter() - started, 4))
         return events
+
+    def _count(self, events: list[Event], path: str) -> None:
+        for event in events:
+            self._metrics.events_detected.labels(event.type, path).inc()
+            self._metrics.events_published.labels(event.type).inc()
 
     async def _give_epoch(self, state: DetectorState) -> DetectorState | None:
         """A format 1 checkpoint gets a fresh epoch, saved before anything is stamped with it

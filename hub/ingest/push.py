@@ -2,9 +2,10 @@
 
 A push is only a *trigger*: of its payload the hub uses ``entity``, ``action`` and
 ``data.name`` (a model's or a prompt's name: a prompt is a registered model), then re-reads
-that model from the registry (``Detector.refresh_model``) and publishes what changed, under
-the poll's lock. The event is therefore the same one the poll
-would have produced, and the next poll does not publish it again. Changes MLflow never pushes
+that model from the registry (``Detector.refresh_model``) and publishes what changed,
+diffed against that model's state only and without waiting for a full scan
+(:mod:`hub.detect.pushes`). The event is therefore the same one the poll would have
+produced, and no poll publishes it again. Changes MLflow never pushes
 (stage transitions, deletions, descriptions, registered-model tags) are found by the next
 poll, or by the next push about the same model (the whole model is re-read).
 
