@@ -82,11 +82,14 @@ class FakeProducer:
     and the record lands in :attr:`sent`. After :meth:`fail`, acknowledgements fail with the
     given error (default: a ``KafkaConnectionError``, as a broker outage) and nothing is
     recorded (:attr:`refused` counts them), until :meth:`recover`. Offsets count per topic;
-    one partition per topic."""
+    one partition per topic. Batches (``create_batch``/``send_batch``) work the same way,
+    one acknowledgement per batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_records: int = 100) -> None:
         self.sent: list[SentRecord] = []
         self.refused = 0
+        self.batches = 0  # send_batch calls
+        self.batch_records = batch_records  # records a create_batch() batch holds
         self._error: BaseException | None = None
         self.started = False
 
@@ -122,6 +125,43 @@ class FakeProducer:
     async def send_and_wait(self, topic: str, value: bytes | None = None,
                             key: bytes | None = None, **kwargs: Any) -> Any:
         return await (await self.send(topic, value, key, **kwargs))
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.batch_records)
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int
+                         ) -> asyncio.Future[Any]:
+        """The batch's records, acknowledged (or refused) together, as ``send`` does."""
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.batches += 1
+        if self._error is not None:
+            self.refused += len(batch.records)
+            ack.set_exception(self._error)
+            return ack
+        base = len(self.on(topic))
+        for n, (key, value, headers) in enumerate(batch.records):
+            self.sent.append(SentRecord(topic, key, value, headers, partition, base + n))
+        ack.set_result(None)
+        return ack
+
+
+class FakeBatch:
+    """``FakeProducer.create_batch()``: holds up to ``size`` records, like aiokafka's
+    ``BatchBuilder`` (``append`` answers ``None`` once it is full)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: list[tuple[str, bytes]] | None = None) -> object | None:
+        if len(self.records) >= self.size:
+            return None
+        self.records.append((key, value, list(headers or [])))
+        return len(self.records)
 
 
 # --- a handler's context ----------------------------------------------------------------------

@@ -3,8 +3,9 @@
 ``Dispatcher.deliver`` looks the subscription up by name — the
 :class:`~hub.deliver.running.RunningSubscription` in effect at that moment, so an attempt is made
 with one subscription's filter and handler together — calls its handler once, records the
-attempt (the deliveries topic, always; the ``delivery.attempt`` log at DEBUG for a success
-and WARNING for anything else), and then makes the outcome *final* before it returns:
+attempt (the deliveries topic, always, in batches through :class:`~hub.deliver.trail.AttemptTrail`;
+the ``delivery.attempt`` log at DEBUG for a success and WARNING for anything else), and then
+makes the outcome *final* before it returns:
 
 * delivered → done (a replayed delivery also writes a ``delivered`` mark to the dead-letter
   topic, acknowledged, so a later replay skips that dead letter; see :mod:`hub.deliver.dlq`);
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -38,11 +39,17 @@ from hub.config import DeliveryConfig
 from hub.deliver.jobs import Attempt, DeadLetter, DeadLetterMark, Job
 from hub.deliver.running import RunningSubscription
 from hub.deliver.schedule import next_delay
+from hub.deliver.trail import AttemptTrail, BatchProducer
 from hub.events import Event
 from hub.metrics import Metrics
 from hub.outcome import Outcome, Status
 
 log = structlog.get_logger(__name__)
+
+
+class DispatchProducer(Producer, BatchProducer, Protocol):
+    """Single sends (retry jobs, dead letters: each acknowledged before the outcome is
+    final) and batches (the attempt trail)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class Topics:
 
 class Dispatcher:
     def __init__(self, *, subscriptions: Callable[[str], RunningSubscription | None],
-                 producer: Producer,
+                 producer: DispatchProducer,
                  topics: Topics, config: DeliveryConfig, metrics: Metrics,
                  clock: Callable[[], float] = time.time,
                  draw: Callable[[], float] = random.random) -> None:
@@ -66,8 +73,12 @@ class Dispatcher:
         self._metrics = metrics
         self._clock = clock
         self._draw = draw
-        self._pending_records: list[tuple[bytes, bytes]] = []
-        self._records_lost = 0  # attempt records lost in a row (the broker is away)
+        self.trail = AttemptTrail(producer, topics.deliveries)
+        self._observers: dict[str, tuple[Any, Any]] = {}  # subscription → its metric children
+
+    async def aclose(self) -> None:
+        """Send the attempt records still pending (bounded), before the producer closes."""
+        await self.trail.aclose()
 
     async def deliver(self, subscription: str, event: Event, attempt: int = 1, *,
                       replayed: bool = False) -> Status | None:
@@ -110,7 +121,7 @@ class Dispatcher:
                                jitter=self._config.jitter, draw=self._draw())
         self._record(subscription, event, attempt, outcome, latency, delay)
         if outcome.status is Status.DELIVERED:
-            self._metrics.event_to_delivery.labels(subscription).observe(
+            self._observe(subscription)[1].observe(
                 max(0.0, self._clock() - event.time.timestamp()))
             if replayed:
                 mark = DeadLetterMark(subscription, event.id, "delivered",
@@ -137,35 +148,26 @@ class Dispatcher:
 
     def _record(self, subscription: str, event: Event, attempt: int, outcome: Outcome,
                 latency_s: float, next_in_s: float | None) -> None:
-        record = Attempt(
+        status = outcome.status.value
+        self.trail.add(Attempt(
             event_id=event.id, event_type=event.type, model=event.model,
-            subscription=subscription, attempt=attempt, status=outcome.status.value,
+            subscription=subscription, attempt=attempt, status=status,
             http_status=outcome.http_status, latency_ms=round(latency_s * 1000, 2),
             error="" if outcome.status is Status.DELIVERED else outcome.detail,
             at=datetime.now(UTC).isoformat(),
             next_attempt_in_s=None if next_in_s is None else round(next_in_s, 3),
-        )
-        self._metrics.deliveries.labels(subscription, outcome.status.value).inc()
-        self._metrics.delivery_latency.labels(subscription).observe(latency_s)
-        # Quiet by default: a success is visible in the handler's own output, the metrics and
-        # the deliveries topic, so its log line is DEBUG; a retry or failure is a WARNING.
-        level = log.debug if outcome.status is Status.DELIVERED else log.warning
-        level("delivery.attempt", **{k: v for k, v in record.__dict__.items() if k != "extra"})
-        # The attempt log is an audit trail, not a delivery guarantee: its acknowledgement is
-        # not awaited (send() only queues the record; no task per attempt).
-        self._pending_records.append((subscription.encode(), record.encode()))
-        if len(self._pending_records) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_records)
+        ))
+        self._metrics.deliveries.labels(subscription, status).inc()
+        self._observe(subscription)[0].observe(latency_s)
 
-    def _flush_records(self) -> None:
-        records, self._pending_records = self._pending_records, []
-        task = asyncio.ensure_future(self._send_records(records))
-        task.add_done_callback(self._record_sent)
-
-    async def _send_records(self, records: list[tuple[bytes, bytes]]) -> None:
-        for key, value in records:
-            future = await self._producer.send(self.topics.deliveries, key=key, value=value)
-            future.add_done_callback(self._record_sent)
+    def _observe(self, subscription: str) -> tuple[Any, Any]:
+        """The subscription's latency histograms (attempt, event → delivery), looked up once."""
+        children = self._observers.get(subscription)
+        if children is None:
+            children = self._observers[subscription] = (
+                self._metrics.delivery_latency.labels(subscription),
+                self._metrics.event_to_delivery.labels(subscription))
+        return children
 
     async def _dead(self, subscription: str, event: Event, attempts: int, outcome: Outcome,
                     reason: str) -> None:
@@ -194,20 +196,3 @@ class Dispatcher:
             if failures:
                 log.info("delivery.bus_resumed", topic=topic, failed_attempts=failures)
             return
-
-    def _record_sent(self, sent: asyncio.Future[Any]) -> None:
-        """An attempt record's acknowledgement (or the failure to send it): lost records are
-        logged once until one is acknowledged again."""
-        if sent.cancelled():
-            return
-        if sent.exception() is None:
-            if self._records_lost:
-                log.info("delivery.attempt_records_resumed", lost=self._records_lost)
-                self._records_lost = 0
-            return
-        self._records_lost += 1
-        if self._records_lost == 1:
-            log.warning("delivery.attempt_record_lost", error=repr(sent.exception()),
-                        action="the attempt log misses records until the broker takes them "
-                               "again; deliveries go on")
-

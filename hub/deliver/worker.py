@@ -3,7 +3,8 @@
 
 Shutdown is one fixed sequence: stop intake (lanes and scheduler stop fetching) → drain
 in-flight deliveries up to ``delivery.grace_period_s`` → commit what finished (each lane
-commits its last full batch) → close handlers, HTTP clients and the producer.
+commits its last full batch) → close handlers → send the attempt records still queued
+(bounded) → close HTTP clients and the producer.
 
 **Changing a subscription at runtime** (:meth:`DeliveryWorker.add_subscription`,
 :meth:`~DeliveryWorker.remove_subscription`) is effective when the call returns: a
@@ -108,6 +109,8 @@ class DeliveryWorker:
                                          producer=self._producer,
                                          topics=topics_of(self._config),
                                          config=self._config.delivery, metrics=self.metrics)
+            # before the producer closes: the attempt records still queued are sent first
+            self._stack.push_async_callback(self.dispatcher.aclose)
             self.scheduler = RetryScheduler(
                 dispatcher=self.dispatcher, kafka=self._config.kafka,
                 bootstrap_servers=self._bootstrap, topic=self._config.retry_topic,
