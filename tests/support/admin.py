@@ -1,6 +1,7 @@
 """Building blocks of admin API tests: a hub configuration with the admin listener on a
 free port, a running hub as ``registry-hub deliver`` composes it, stage-transition events,
-and raw API calls that remember every answer (to look for leaked secrets)."""
+console subscriptions, and raw API calls that remember every answer (to look for leaked
+secrets)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hub.admin.client import HubClient
 from hub.admin.server import AdminServer
 from hub.admin.store import SubscriptionStore
 from hub.app import Hub, Roles
-from hub.config import HubConfig
+from hub.config import HubConfig, SubscriptionConfig
 from hub.events import Event
 
 ADMIN_TOKEN = "admin-token-" + uuid.uuid4().hex
@@ -42,6 +43,10 @@ def transition(n: int, to_stage: str, model: str = "iris") -> Event:
                  version=str(n), time=datetime.now(UTC), source="http://mlflow",
                  data={"model_name": model, "version": str(n), "from_stage": "None",
                        "to_stage": to_stage, "tags": {}, "aliases": []})
+
+
+def console_subscription(name: str) -> SubscriptionConfig:
+    return SubscriptionConfig(name=name, handler="console")
 
 
 @asynccontextmanager

@@ -1,6 +1,9 @@
-"""The admin API on a real hub: a delivery worker on the session broker, a real receiver,
-runtime subscriptions through ``hub.admin.client``, the compacted subscription topic, health,
-metrics, deliveries, dead letters and replay, and a fuzz of every endpoint that takes a body.
+"""The admin API's subscriptions on a real hub: a delivery worker on the session broker, a
+real receiver, runtime subscriptions through ``hub.admin.client`` (create, list, update,
+test, delete; what a delivery, the attempt log and the metrics then show), read-only
+configured subscriptions and what their 409 says, the compacted subscription topic, and
+test sends marked as such. Dead letters and replay are in test_admin_dead_letters.py,
+health in test_admin_health.py, the fuzz of every body in test_admin_fuzz.py.
 """
 
 from __future__ import annotations
@@ -9,21 +12,13 @@ import asyncio
 import json
 import os
 import re
-import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from yarl import URL
 
@@ -33,21 +28,22 @@ from hub.admin.store import SubscriptionStore, store_topic
 from hub.app import Hub, Roles
 from hub.broker.embedded import free_port
 from hub.config_load import load_config
-from tests.support.admin import ADMIN_TOKEN, Api, admin_config, running_hub, transition
+from tests.support.admin import (
+    ADMIN_TOKEN,
+    Api,
+    admin_config,
+    console_subscription,
+    running_hub,
+    transition,
+)
 from tests.support.delivery import publish, webhook
-from tests.support.receiver import SECRET, Receiver, running_receiver
+from tests.support.receiver import SECRET, Receiver
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
 HOOK_TOKEN = "hook-token-" + uuid.uuid4().hex
 SECRETS = (ADMIN_TOKEN, HOOK_TOKEN, SECRET)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 @pytest.mark.slow
@@ -181,85 +177,12 @@ async def test_runtime_webhook_lifecycle_through_the_client(
             assert secret not in body
 
 
-@pytest.mark.slow
-async def test_dead_letters_replay_and_a_restarted_hub(
-        kafka_bootstrap: str, topic_name: str, receiver: Receiver) -> None:
-    receiver.down.add("x")
-    config = admin_config(kafka_bootstrap, topic_name, [
-        {"name": "from-config", "handler": "console"}])
-    async with running_hub(config) as (hub, _, admin), aiohttp.ClientSession() as http:
-        assert hub.worker is not None
-        api = Api(http, admin.url)
-        status, created = await api("POST", "/api/subscriptions", {
-            **webhook("flaky", f"{receiver.url}/down/x"), "description": "goes down"})
-        assert status == 201 and created["secret"] == "***"
-        await asyncio.wait_for(hub.worker.lanes["flaky"].assigned.wait(), 30)
-        await publish(config, [transition(1, "Production")])
-
-        async def letters() -> list[dict[str, Any]]:
-            return list((await api("GET", "/api/dead-letters?subscription=flaky"))[1][
-                "dead_letters"])
-
-        (letter,) = await eventually(letters, lambda ls: len(ls) >= 1)
-        assert (letter["event_id"], letter["reason"], letter["attempts"]) == (
-            "evt-1", "exhausted", 2)
-        assert (await api("GET", "/api/dead-letters?subscription=other"))[1] == {
-            "dead_letters": []}
-
-        receiver.down.clear()
-        assert (await api("POST", "/api/dead-letters/replay", {"bogus": 1}))[0] == 422
-        assert (await api("POST", "/api/dead-letters/replay", raw=b"["))[0] == 400
-        status, replayed = await api("POST", "/api/dead-letters/replay",
-                                     {"subscription": "flaky", "event_id": "evt-1"})
-        assert (status, replayed["enqueued"]) == (202, 1)
-        (hit,) = await receiver.wait_for(1, "/down/x")
-        assert hit.verified and hit.headers["webhook-id"] == "evt-1"
-
-        async def attempts() -> list[str]:
-            body = (await api("GET", "/api/deliveries?subscription=flaky"))[1]
-            return [d["status"] for d in body["deliveries"]]
-
-        assert await eventually(attempts, lambda s: len(s) >= 3) == [
-            "delivered", "retry", "retry"]
-
-        # the view shows it once, delivered; replaying everything skips it and says why
-        (letter,) = await eventually(letters, lambda ls: ls[0]["state"] == "delivered")
-        assert (letter["event_id"], letter["replays"]) == ("evt-1", 1)
-        status, again = await api("POST", "/api/dead-letters/replay", {})
-        assert (status, again["enqueued"], again["skipped"], again["skipped_by_reason"]) == (
-            202, 0, 1, {"delivered_after_replay": 1})
-        status, none_dead = await api("GET", "/api/dead-letters?state=dead")
-        assert (status, none_dead) == (200, {"dead_letters": []})
-        status, refused = await api("GET", "/api/dead-letters?state=lost")
-        assert (status, refused["field"]) == (400, "state")
-
-        # a restarted hub (a second store) sees the runtime subscription, secret included,
-        # and follows later changes made through the API
-        async with SubscriptionStore(config, kafka_bootstrap) as restarted:
-            assert restarted.subscriptions["flaky"].options["secret"] == SECRET
-            assert restarted.descriptions["flaky"] == "goes down"
-            watch = asyncio.create_task(restarted.watch())
-            assert (await api("PATCH", "/api/subscriptions/flaky", {"enabled": False}))[0] \
-                == 200
-            await eventually(lambda: restarted.subscriptions["flaky"].enabled,
-                             lambda enabled: enabled is False)
-            assert "flaky" not in hub.worker.lanes  # disabled here too
-            assert (await api("DELETE", "/api/subscriptions/flaky"))[0] == 204
-            await eventually(lambda: "flaky" in restarted.subscriptions,
-                             lambda present: present is False)
-            restarted.stop()
-            await asyncio.wait_for(watch, 10)
-
-    for body in api.bodies:
-        assert SECRET not in body and ADMIN_TOKEN not in body
-
-
 async def test_config_file_names_win_over_runtime_records(
         kafka_bootstrap: str, topic_name: str) -> None:
     config = admin_config(kafka_bootstrap, topic_name,
                           [{"name": "from-config", "handler": "console"}])
     async with SubscriptionStore(config, kafka_bootstrap) as store:
-        await store.put(_console("runtime-one"))
+        await store.put(console_subscription("runtime-one"))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
@@ -272,57 +195,6 @@ async def test_config_file_names_win_over_runtime_records(
         async with SubscriptionStore(config, kafka_bootstrap) as restarted:
             assert sorted(restarted.subscriptions) == ["runtime-one"]
     assert any(e["event"] == "substore.name_taken_by_config" for e in logs)
-
-
-def _console(name: str) -> Any:
-    from hub.config import SubscriptionConfig
-
-    return SubscriptionConfig(name=name, handler="console")
-
-
-@pytest.mark.slow
-async def test_readyz_follows_broker_worker_and_detector(
-        kafka_bootstrap: str, topic_name: str, mlflow_server_factory: Any) -> None:
-    server = mlflow_server_factory()
-    config = admin_config(
-        kafka_bootstrap, topic_name, [{"name": "console", "handler": "console"}],
-        mlflow={"tracking_uri": server.url, "request_retries": 0, "scan_timeout_s": 5},
-        detector={"poll_interval_s": 0.2, "backoff_initial_s": 0.1, "backoff_max_s": 0.3})
-    async with Hub(config) as hub, AdminServer(hub, stale_after_s=1.5,
-                                               broker_check_ttl_s=0) as admin, \
-            aiohttp.ClientSession() as http:
-
-        async def ready() -> tuple[int, Any]:
-            async with http.get(admin.url + "/readyz") as resp:
-                return resp.status, await resp.json()
-
-        status, body = await ready()  # started, not running yet
-        assert status == 503 and set(body["failed"]) == {"detector", "worker"}
-        run = asyncio.create_task(hub.run())
-        try:
-            await eventually(ready, lambda r: r[0] == 200)
-            server.stop()
-            status, body = await eventually(ready, lambda r: r[0] == 503 and r[1]["checks"][
-                "detector"]["consecutive_failures"] >= 1, timeout_s=30)
-            assert body["failed"] == ["detector"]
-            server.start()
-            await eventually(ready, lambda r: r[0] == 200, timeout_s=30)
-        finally:
-            hub.stop()
-            await asyncio.wait_for(run, 30)
-
-
-async def test_readyz_reports_an_unreachable_broker() -> None:
-    config = admin_config(f"127.0.0.1:{free_port()}", "t", [])
-    async with AdminServer(Hub(config, Roles(detect=False, deliver=False))) as admin, \
-            aiohttp.ClientSession() as http:
-        async with http.get(admin.url + "/readyz") as resp:
-            assert resp.status == 503
-            assert (await resp.json())["failed"] == ["broker"]
-        async with http.get(admin.url + "/healthz") as resp:
-            assert resp.status == 200
-        async with http.get(admin.url + "/metrics") as resp:
-            assert resp.status == 200 and "registry_hub_deliveries" in await resp.text()
 
 
 async def test_a_test_send_is_marked_and_a_real_event_is_not(
@@ -393,98 +265,3 @@ async def test_read_only_subscriptions_say_where_to_change_them(
     else:
         assert "built-in" not in error
         assert f"comes from the configuration file {path}" in error
-
-
-# --- fuzz: bad input never yields a 5xx ----------------------------------------------------
-
-
-@pytest.fixture
-def fuzz_url(kafka_bootstrap: str) -> Iterator[str]:
-    """An admin server with a subscription store on the session broker, on its own event
-    loop in a thread, so Hypothesis can drive it with plain blocking requests."""
-    config = admin_config(kafka_bootstrap, f"test-fuzz-{uuid.uuid4().hex[:12]}",
-                          [{"name": "from-config", "handler": "console"}])
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    stack = AsyncExitStack()
-
-    async def start() -> str:
-        store = await stack.enter_async_context(SubscriptionStore(config, kafka_bootstrap))
-        await store.put(_console("fz"))
-        admin = await stack.enter_async_context(AdminServer(Hub(config), store=store))
-        return admin.url
-
-    try:
-        yield asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    finally:
-        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
-leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
-    max_size=20)
-json_values = st.recursive(leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(
-    st.text(max_size=12), c, max_size=4), max_leaves=15)
-names = st.sampled_from(["fz", "from-config", "new-one", "x" * 70, "", "a b"]) | st.text(
-    max_size=12)
-sub_like = st.fixed_dictionaries({}, optional={
-    "name": names,
-    "handler": st.sampled_from(["console", "webhook", "slack", "deploy", "nope"]) | json_values,
-    "events": st.lists(st.sampled_from(["*", "model_version.*", "MODEL_VERSION_CREATED",
-                                        "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
-                                        "COMMENT_CREATED", "bogus"]), max_size=3) | json_values,
-    "models": st.lists(st.text(max_size=8), max_size=2) | json_values,
-    "when": json_values, "enabled": json_values, "description": json_values,
-    "source": json_values, "url": st.sampled_from(["http://127.0.0.1:9/x", "ftp://x", "***"])
-    | json_values,
-    "secret": st.sampled_from([SECRET, "***", "whsec_", ""]) | json_values,
-    "headers": json_values, "timeout_s": json_values, "stream": json_values,
-    "subscription": json_values, "event_id": json_values,
-})
-near_valid = st.builds(
-    lambda name, extra: {"name": name, "handler": "console", **extra},
-    st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True),
-    st.dictionaries(st.sampled_from(["events", "models", "when", "enabled", "stream",
-                                     "description", "source"]), json_values, max_size=2))
-bodies = st.one_of(
-    st.binary(max_size=64),
-    near_valid.map(lambda v: json.dumps(v).encode()),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    sub_like.map(lambda v: json.dumps(v).encode()),
-    st.sampled_from([b"", b"NaN", b"[" * 50_000, b'{"a":' * 5000, b"\xff\xfe{}", b"{}"]),
-)
-targets = st.sampled_from([
-    ("POST", "/api/subscriptions"), ("PUT", "/api/subscriptions/fz"),
-    ("PATCH", "/api/subscriptions/fz"), ("PUT", "/api/subscriptions/from-config"),
-    ("POST", "/api/subscriptions/fz/test"), ("POST", "/api/dead-letters/replay"),
-]) | names.map(
-    lambda n: ("POST", "/api/subscriptions/" + urllib.parse.quote(n, safe="") + "/test"))
-
-
-@pytest.mark.slow
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(target=targets, body=bodies, limit=st.text(max_size=6))
-def test_fuzz_bodies_never_yield_a_server_error(fuzz_url: str, target: tuple[str, str],
-                                                body: bytes, limit: str) -> None:
-    method, path = target
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    for request in (
-        urllib.request.Request(fuzz_url + path, data=body, method=method, headers={
-            "Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}),
-        urllib.request.Request(
-            fuzz_url + "/api/deliveries?" + urllib.parse.urlencode({"limit": limit}),
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
-    ):
-        try:
-            with opener.open(request, timeout=30) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        assert status < 500, (method, path, body[:200], status, raw[:300])
-        if status >= 400:
-            assert "error" in json.loads(raw)
-        assert SECRET.encode() not in raw
