@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from hub.http import HttpClients
+from tests.support.deploy import FakeGitHub, serve
 from tests.support.receiver import Receiver, running_receiver
 
 
@@ -15,4 +17,19 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A webhook receiver on 127.0.0.1 that checks signatures and records hits."""
     async with running_receiver() as r:
         yield r
+
+
+@pytest.fixture
+async def http_clients() -> AsyncIterator[HttpClients]:
+    """The hub's SSRF-guarded HTTP session, allowed to reach 127.0.0.1."""
+    async with HttpClients(allowed_networks=["127.0.0.0/8"]) as clients:
+        yield clients
+
+
+@pytest.fixture
+async def github() -> AsyncIterator[tuple[FakeGitHub, str]]:
+    """The GitHub REST API stand-in, served: (the fake, its base URL)."""
+    fake = FakeGitHub()
+    async with serve(fake.app()) as url:
+        yield fake, url
 

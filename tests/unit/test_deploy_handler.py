@@ -1,7 +1,7 @@
 """The deploy handler's Kafka target with hub.testing's FakeHandlerContext: the record it
 publishes (key, headers, schema-valid value, byte-identical on redelivery), a failed publish
 as a retry, and the context capabilities it requires. The same target through a real
-broker: tests/integration/test_deploy_handler.py."""
+broker: tests/integration/test_deploy_kafka.py."""
 
 from __future__ import annotations
 
