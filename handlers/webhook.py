@@ -25,6 +25,7 @@ Final outcomes other than ``delivered`` go to the dead-letter topic.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -125,6 +126,7 @@ class WebhookOptions(HandlerOptions):
         return [s.get_secret_value() for s in items]
 
 
+@functools.lru_cache(maxsize=64)
 def _phrase(status: int) -> str:
     try:
         return f"HTTP {status} {HTTPStatus(status).phrase}"
@@ -132,24 +134,26 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
-def classify(status: int, headers: Mapping[str, str], *, now: datetime) -> Outcome:
+def classify(status: int, headers: Mapping[str, str], *, now: datetime,
+             latency_s: float | None = None) -> Outcome:
     """The outcome of a response status (see the module table). Pure: ``now`` is only
     needed to turn a ``Retry-After`` HTTP-date into seconds."""
     text = _phrase(status)
     if 200 <= status < 300:
-        return Outcome.delivered(text, http_status=status)
+        return Outcome.delivered(text, http_status=status, latency_s=latency_s)
     if status == 410:
         return Outcome.gone(f"{text}: the endpoint asked to stop receiving deliveries",
-                            http_status=status)
+                            http_status=status, latency_s=latency_s)
     if status in RETRY_AFTER_STATUSES:
         after = parse_retry_after(headers.get("Retry-After"), now)
-        return Outcome.retry(text, http_status=status, retry_after_s=after)
+        return Outcome.retry(text, http_status=status, retry_after_s=after,
+                             latency_s=latency_s)
     if status in RETRY_STATUSES or 500 <= status < 600:
-        return Outcome.retry(text, http_status=status)
+        return Outcome.retry(text, http_status=status, latency_s=latency_s)
     if 300 <= status < 400:
         return Outcome.failed(f"{text}: redirects are not followed; configure the final URL",
-                              http_status=status)
-    return Outcome.failed(text, http_status=status)
+                              http_status=status, latency_s=latency_s)
+    return Outcome.failed(text, http_status=status, latency_s=latency_s)
 
 
 def _snippet(raw: bytes) -> str:
@@ -200,16 +204,16 @@ class WebhookHandler:
             async with session.post(self._url, data=body, headers=headers,
                                     timeout=self._timeout, allow_redirects=False) as resp:
                 raw = await resp.content.read(_SNIPPET_BYTES)
-                outcome = classify(resp.status, resp.headers, now=now)
+                status, answer = resp.status, resp.headers
         except TimeoutError:
             return Outcome.retry(f"no response within {self._options.timeout_s:g} s",
                                  latency_s=time.monotonic() - started)
         except aiohttp.ClientError as exc:
             return self._connection_outcome(exc, time.monotonic() - started)
-        latency = time.monotonic() - started
+        outcome = classify(status, answer, now=now, latency_s=time.monotonic() - started)
         if outcome.status is not Status.DELIVERED and raw:
             outcome = replace(outcome, detail=f"{outcome.detail}: {_snippet(raw)}")
-        return replace(outcome, latency_s=latency)
+        return outcome
 
     def _connection_outcome(self, exc: aiohttp.ClientError, latency: float) -> Outcome:
         refusal = find_refusal(exc)

@@ -22,10 +22,15 @@ from hub.events import Event
 def matches(sub: SubscriptionConfig, event: Event) -> bool:
     return (
         sub.enabled
-        and any(fnmatch.fnmatchcase(event.type, p) for p in sub.events)
-        and any(fnmatch.fnmatchcase(event.model, p) for p in sub.models)
+        and _any_glob(event.type, sub.events)
+        and _any_glob(event.model, sub.models)
         and condition_holds(sub.when, event.data)
     )
+
+
+def _any_glob(name: str, patterns: list[str]) -> bool:
+    # checked at least once per delivery: "*" (the default) needs no pattern matching
+    return any(p == "*" or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def condition_holds(expected: Any, actual: Any) -> bool:
