@@ -130,3 +130,32 @@ def _time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("not a CloudEvent in binary mode: time has no timezone")
     return moment
+
+
+class SharedDecoder:
+    """:func:`decode`, shared by the lanes of one worker: each subscription's lane reads the
+    same records, and decodes each once for all of them.
+
+    Entries are keyed by the record's content (key, value, headers), so an entry is only
+    ever the decoding of the very same bytes — whatever topic, partition or offset they came
+    from. Bounded: past ``size`` records the oldest entry goes (lanes far apart decode for
+    themselves). The events are shared, so handlers treat them as read-only, as they always
+    had to (a retry job carries the same event too). Refused records are not kept.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._events: dict[tuple[bytes | None, bytes, tuple[Any, ...]], Event] = {}
+        self.hits = 0
+
+    def __call__(self, key: bytes | None, value: bytes,
+                 headers: list[tuple[str, bytes]] | tuple[Any, ...]) -> Event:
+        content = (key, value, headers if isinstance(headers, tuple) else tuple(headers))
+        event = self._events.get(content)
+        if event is not None:
+            self.hits += 1
+            return event
+        event = self._events[content] = decode(key, value, headers)
+        if len(self._events) > self._size:
+            del self._events[next(iter(self._events))]
+        return event

@@ -28,6 +28,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -86,7 +88,9 @@ class SubscriptionLane:
     def __init__(self, running: RunningSubscription, *, dispatcher: Dispatcher,
                  kafka: KafkaConfig, bootstrap_servers: str, topic: str,
                  config: DeliveryConfig, metrics: Metrics,
-                 started_ms: int | None = None) -> None:
+                 started_ms: int | None = None,
+                 decoder: Callable[[bytes | None, bytes, tuple[Any, ...]], Event] = decode
+                 ) -> None:
         self.name = name = running.name
         self._running: RunningSubscription | None = running
         self._dispatcher = dispatcher
@@ -96,6 +100,7 @@ class SubscriptionLane:
         self._config = config
         self._metrics = metrics
         self._started_ms = started_ms or int(time.time() * 1000)
+        self._decode = decoder  # the worker's lanes share one (hub.codec.SharedDecoder)
         self.group_id = f"{config.group_id_prefix}.{name}"
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(config.max_in_flight)
@@ -194,7 +199,7 @@ class SubscriptionLane:
                 self._offsets.seen(tp, record.offset)
                 self._resets.took(tp, record.timestamp, record.offset)
                 try:
-                    event = decode(record.key, record.value, record.headers)
+                    event = self._decode(record.key, record.value, record.headers)
                 except ValueError as exc:
                     log.error("delivery.bad_record", topic=tp.topic, partition=tp.partition,
                               offset=record.offset, error=str(exc), action="skipped")

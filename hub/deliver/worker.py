@@ -27,6 +27,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from hub.bus import TopicSpec, close_client, ensure_topics, start_producer
+from hub.codec import SharedDecoder
 from hub.config import HubConfig, SubscriptionConfig
 from hub.deliver.dispatch import Dispatcher, Topics
 from hub.deliver.lane import SubscriptionLane
@@ -77,6 +78,7 @@ class DeliveryWorker:
         running subscription (settings, handler, filter, Gone state) lives."""
         self._changes = asyncio.Lock()
         self._stack = AsyncExitStack()
+        self._decoder = SharedDecoder()  # each record decoded once for every lane
         self._producer: AIOKafkaProducer | None = None
         self._source: RegistrySource | None = None
         self.dispatcher: Dispatcher | None = None
@@ -176,7 +178,8 @@ class DeliveryWorker:
         return SubscriptionLane(
             running, dispatcher=self.dispatcher,
             kafka=self._config.kafka, bootstrap_servers=self._bootstrap,
-            topic=self._config.kafka.topic, config=self._config.delivery, metrics=self.metrics)
+            topic=self._config.kafka.topic, config=self._config.delivery, metrics=self.metrics,
+            decoder=self._decoder)
 
     async def run(self) -> None:
         """Run every lane and the retry scheduler until :meth:`stop`."""

@@ -14,7 +14,7 @@ from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.codec import decode, encode
+from hub.codec import SharedDecoder, decode, encode
 from hub.events import Event
 
 
@@ -109,3 +109,17 @@ def test_a_record_that_is_no_cloudevent_is_a_value_error(headers: list[tuple[str
                                                          ) -> None:
     with pytest.raises(ValueError, match="not a CloudEvent"):
         decode(b"iris", VALUE, headers)
+
+
+def test_the_shared_decoder_decodes_each_record_once_for_every_lane() -> None:
+    shared = SharedDecoder(size=2)
+    first = shared(b"iris", VALUE, tuple(BASE))
+    again = shared(b"iris", bytes(bytearray(VALUE)), list(BASE))  # other objects, same bytes
+    assert again is first and shared.hits == 1
+    other = shared(b"iris", b'{"model_name": "iris", "version": "4"}', tuple(BASE))
+    assert other.version == "4" and shared.hits == 1
+    shared(b"wine", VALUE, tuple(BASE))  # a third record: the oldest entry goes
+    assert shared(b"iris", VALUE, tuple(BASE)) is not first
+    for _ in range(2):  # a refused record is refused each time, never kept
+        with pytest.raises(ValueError):
+            shared(b"iris", b"[]", tuple(BASE))
