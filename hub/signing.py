@@ -281,14 +281,31 @@ def databricks_body(event: Event, webhook_id: str) -> bytes:
     return _dump(body)
 
 
+_RENDERED = "_rendered_bodies"
+
+
 def webhook_body(event: Event, fmt: SignatureFormat, *, webhook_id: str = "") -> bytes:
     """The request body for ``fmt``; ``webhook_id`` (the subscription) is used by
-    ``databricks`` only."""
-    if fmt == "mlflow":
-        return mlflow_body(event)
-    if fmt == "databricks":
-        return databricks_body(event, webhook_id)
-    return standard_body(event)
+    ``databricks`` only.
+
+    Rendered once per event and format: the body is kept on the event object, which the
+    lanes of a worker share (:class:`hub.codec.SharedDecoder`), so every subscription of the
+    same format (and retries made from the same object) sends the same bytes without
+    rendering them again. Events are immutable — a changed copy (``dataclasses.replace``)
+    is a new object with nothing kept — and handlers treat ``event.data`` as read-only."""
+    key = (fmt, webhook_id) if fmt == "databricks" else fmt
+    # not a dataclass field: equality, repr and replace() never see it
+    rendered: dict[object, bytes] = event.__dict__.setdefault(_RENDERED, {})
+    body = rendered.get(key)
+    if body is None:
+        if fmt == "mlflow":
+            body = mlflow_body(event)
+        elif fmt == "databricks":
+            body = databricks_body(event, webhook_id)
+        else:
+            body = standard_body(event)
+        rendered[key] = body
+    return body
 
 
 __all__ = [

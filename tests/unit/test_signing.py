@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -36,6 +37,7 @@ from hub.signing import (
     verify_mlflow,
     webhook_body,
 )
+from hub.testing import make_event
 
 secret_keys = st.binary(min_size=1, max_size=64).map(
     lambda b: "whsec_" + base64.b64encode(b).decode()
@@ -315,3 +317,15 @@ def test_verify_mlflow_refuses_absurd_headers_without_crashing() -> None:
             assert exc.reason == reason
         else:
             raise AssertionError("must be refused")
+
+
+def test_a_body_is_rendered_once_per_event_and_format() -> None:
+    event = make_event(to_stage="Production")
+    body = webhook_body(event, "standard")
+    assert webhook_body(event, "standard") is body  # a second subscription: no new render
+    assert webhook_body(event, "mlflow") == mlflow_body(event)
+    assert webhook_body(event, "databricks", webhook_id="a") == databricks_body(event, "a")
+    assert webhook_body(event, "databricks", webhook_id="b") == databricks_body(event, "b")
+    changed = replace(event, data={**event.data, "to_stage": "Archived"})
+    assert changed != event and b"Archived" in webhook_body(changed, "standard")
+    assert webhook_body(event, "standard") is body and b"Archived" not in body
