@@ -9,6 +9,7 @@ import pytest
 
 from hub.http import HttpClients
 from tests.support.deploy import FakeGitHub, serve
+from tests.support.procs import Procs
 from tests.support.receiver import Receiver, running_receiver
 
 
@@ -33,3 +34,11 @@ async def github() -> AsyncIterator[tuple[FakeGitHub, str]]:
     async with serve(fake.app()) as url:
         yield fake, url
 
+
+@pytest.fixture
+async def start_proc() -> AsyncIterator[Procs]:
+    """Starts hub processes for the test; kills whatever is left at teardown."""
+    procs = Procs()
+    yield procs
+    for proc in procs.started:
+        await proc.kill()

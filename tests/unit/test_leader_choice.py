@@ -1,5 +1,5 @@
 """Who holds the detector's partition 0 (``hub.elect.claim.choose_leader``): a pure choice over
-the members' claims. The election on a real broker: tests/integration/test_scale_out.py."""
+the members' claims. The election on a real broker: tests/integration/test_scale_out_leaders.py."""
 
 from __future__ import annotations
 
