@@ -35,7 +35,6 @@ def cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["mlflow-webhook", *argv])
 
 
-
 @dataclass
 class Tapped:
     headers: dict[str, str]

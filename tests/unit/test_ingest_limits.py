@@ -47,7 +47,6 @@ async def test_a_huge_announced_body_is_refused_before_it_is_sent(ingest: Ingest
         writer.close()
 
 
-
 @pytest.mark.parametrize("raw", [
     b"POST /ingest/mlflow HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
     b"Content-Length: 5\r\n\r\nabcde",
