@@ -106,9 +106,11 @@ def result_line(name: str, results: Results) -> str:
 
 def run_benchmark(name: str, args: argparse.Namespace,
                   run: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, Results]],
-                  print_table: Callable[[Results], None]) -> int:
+                  print_table: Callable[[Results], None],
+                  exit_code: Callable[[Results], int] = lambda results: 0) -> int:
     """A benchmark's ``main``: a work dir (``--workdir``, or a temp dir removed afterwards)
-    with the hub's logs in it, ``run(args, workdir)``, then the table and the JSON line."""
+    with the hub's logs in it, ``run(args, workdir)``, then the table and the JSON line;
+    returns ``exit_code(results)``."""
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"bench-{name}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = configure_logging(args.log_level, workdir / "hub.log")
@@ -120,7 +122,7 @@ def run_benchmark(name: str, args: argparse.Namespace,
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(results)
     print(result_line(name, results))
-    return 0
+    return exit_code(results)
 
 
 def load() -> float:

@@ -48,8 +48,10 @@ def cache_root() -> Path:
 def pins(version: str) -> list[str]:
     """What an old MLflow release needs besides itself to install and serve today.
 
-    Checked for 2.9.2: SQLAlchemy 2.1 breaks every 2.x server's store; 2.9's pandas code
-    predates numpy 2 and pandas 2.3. For releases not listed, the same caps are a guess.
+    Checked for 2.9.2, 2.20.4 and 2.22.5 (``bench/compat.py`` builds, serves and runs the
+    workflow on each): SQLAlchemy 2.1 breaks every 2.x server's store; 2.9's pandas code
+    predates numpy 2 and pandas 2.3 (2.20 and 2.22 need neither cap). For other releases
+    the same caps are a guess.
     """
     major, minor = (int(p) for p in version.split(".")[:2])
     if major >= 3:
@@ -132,9 +134,12 @@ class OldClient:
     """Another release's ``MlflowClient`` in a child process: ``client("create_registered_model",
     "m", tags={...})`` calls it there and returns the reply (``result`` is the ``repr``)."""
 
-    def __init__(self, python: Path, tracking_uri: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    def __init__(self, python: Path, tracking_uri: str, *,
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: MLflow variables for the child (none of this process's are passed on),
+        e.g. ``MLFLOW_ALLOW_FILE_STORE`` for a file store."""
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+               "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
         self._proc = subprocess.Popen(
             [str(python), "-c", _CLIENT_SCRIPT, tracking_uri], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
