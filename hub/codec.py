@@ -56,6 +56,8 @@ _NON_EMPTY = ("subject", "datacontenttype", "dataschema")
 _KNOWN = frozenset({"id", "source", "type", "specversion", "time", "subject",
                     "datacontenttype", "dataschema"})
 _EXTENSION = re.compile(r"[a-z0-9]+")
+_ATTRIBUTE_OF = {f"ce_{name}": name for name in (*_KNOWN, "partitionkey")
+                 } | {"content-type": "datacontenttype"}
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9\-\.]+\+)?json(;.*)?$")
 
 
@@ -84,11 +86,16 @@ def _attributes(key: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any,
                 ) -> dict[str, str]:
     attributes: dict[str, str] = {}
     for name, raw in headers:
-        lower = name.lower()
-        if lower.startswith("ce_"):
-            attributes[lower[3:]] = raw.decode("utf-8")
-        elif lower == "content-type":
-            attributes["datacontenttype"] = raw.decode("utf-8")
+        attribute = _ATTRIBUTE_OF.get(name)  # the names encode() writes, as written
+        if attribute is None:
+            lower = name.lower()
+            if lower.startswith("ce_"):
+                attribute = lower[3:]
+            elif lower == "content-type":
+                attribute = "datacontenttype"
+            else:
+                continue
+        attributes[attribute] = raw.decode("utf-8")
     if key is not None:
         attributes["partitionkey"] = key.decode("utf-8")
     for required in _REQUIRED:

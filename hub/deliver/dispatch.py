@@ -74,7 +74,10 @@ class Dispatcher:
         self._clock = clock
         self._draw = draw
         self.trail = AttemptTrail(producer, topics.deliveries)
-        self._observers: dict[str, tuple[Any, Any]] = {}  # subscription → its metric children
+        # metric children looked up once: subscription → latency histograms, and
+        # (subscription, status) → attempt counter
+        self._observers: dict[str, tuple[Any, Any]] = {}
+        self._counters: dict[tuple[str, str], Any] = {}
 
     async def aclose(self) -> None:
         """Send the attempt records still pending (bounded), before the producer closes."""
@@ -157,7 +160,11 @@ class Dispatcher:
             at=datetime.now(UTC).isoformat(),
             next_attempt_in_s=None if next_in_s is None else round(next_in_s, 3),
         ))
-        self._metrics.deliveries.labels(subscription, status).inc()
+        counter = self._counters.get((subscription, status))
+        if counter is None:
+            counter = self._counters[subscription, status] = self._metrics.deliveries.labels(
+                subscription, status)
+        counter.inc()
         self._observe(subscription)[0].observe(latency_s)
 
     def _observe(self, subscription: str) -> tuple[Any, Any]:

@@ -24,13 +24,16 @@ def matches(sub: SubscriptionConfig, event: Event) -> bool:
         sub.enabled
         and _any_glob(event.type, sub.events)
         and _any_glob(event.model, sub.models)
-        and condition_holds(sub.when, event.data)
+        and (not sub.when or condition_holds(sub.when, event.data))
     )
 
 
 def _any_glob(name: str, patterns: list[str]) -> bool:
     # checked at least once per delivery: "*" (the default) needs no pattern matching
-    return any(p == "*" or fnmatch.fnmatchcase(name, p) for p in patterns)
+    for pattern in patterns:
+        if pattern == "*" or fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
 
 
 def condition_holds(expected: Any, actual: Any) -> bool:

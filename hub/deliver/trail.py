@@ -155,8 +155,11 @@ class AttemptTrail:
         records = list(self._outgoing)
         partitions = sorted(await self._producer.partitions_for(self._topic))
         by_partition: dict[int, list[int]] = {}
+        of_key: dict[bytes, int] = {}  # a few subscriptions, many records: hash each key once
         for index, (key, _) in enumerate(records):
-            partition = self._partitioner(key, partitions, partitions)
+            partition = of_key.get(key)
+            if partition is None:
+                partition = of_key[key] = self._partitioner(key, partitions, partitions)
             by_partition.setdefault(partition, []).append(index)
         sends: list[tuple[list[int], asyncio.Future[Any]]] = []
         acknowledged: set[int] = set()
