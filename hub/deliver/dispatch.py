@@ -84,8 +84,11 @@ class Dispatcher:
         await self.trail.aclose()
 
     async def deliver(self, subscription: str, event: Event, attempt: int = 1, *,
-                      replayed: bool = False) -> Status | None:
-        """``None``: not attempted, the subscription no longer wants the event (final)."""
+                      replayed: bool = False,
+                      wanted_by: RunningSubscription | None = None) -> Status | None:
+        """``None``: not attempted, the subscription no longer wants the event (final).
+        ``wanted_by``: the subscription whose filter already took the event (a lane's); if
+        it is still the one in effect its answer stands (its settings never change)."""
         running = self._subscriptions(subscription)
         if running is None:
             log.error("delivery.unknown_subscription", subscription=subscription,
@@ -94,7 +97,7 @@ class Dispatcher:
                              Outcome.failed("subscription no longer exists"),
                              "unknown_subscription")
             return Status.FAILED
-        if not replayed and not running.wants(event):
+        if not replayed and running is not wanted_by and not running.wants(event):
             # a retry dropped by a change is worth a line; first attempts skip in bulk
             level = log.info if attempt > 1 else log.debug
             level("delivery.skipped", subscription=subscription, event_id=event.id,

@@ -107,7 +107,8 @@ class SubscriptionLane:
         self._progress = asyncio.Event()
         self._offsets = OffsetTracker()
         self._resets = ResetWatch()
-        self._chains: dict[ChainKey, deque[tuple[int, Event]]] = {}
+        # per chain: (offset, event, the subscription whose filter took it)
+        self._chains: dict[ChainKey, deque[tuple[int, Event, RunningSubscription]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = asyncio.Event()
 
@@ -214,19 +215,21 @@ class SubscriptionLane:
                     task = asyncio.create_task(self._run_chain(key, chain))
                     self._tasks.add(task)
                     task.add_done_callback(self._chain_done)
-                chain.append((record.offset, event))
+                chain.append((record.offset, event, running))
 
-    async def _run_chain(self, key: ChainKey, chain: deque[tuple[int, Event]]) -> None:
+    async def _run_chain(self, key: ChainKey,
+                         chain: deque[tuple[int, Event, RunningSubscription]]) -> None:
         """One model's events, in order, one delivery at a time."""
         tp = key[0]
         try:
             while chain:
-                offset, event = chain[0]
+                offset, event, taken_by = chain[0]
                 async with self._slots:
                     if self._running is None:
                         return  # closed: the rest of the chain stays open, uncommitted
-                    # looks up self.running with no await in between: the current one
-                    await self._dispatcher.deliver(self.name, event)
+                    # looks up self.running with no await in between: the current one (its
+                    # filter is asked again only if it was swapped since the take)
+                    await self._dispatcher.deliver(self.name, event, wanted_by=taken_by)
                 chain.popleft()
                 if self._chains.get(key) is chain:  # not detached: its partition is ours
                     self._offsets.finished(tp, offset)
