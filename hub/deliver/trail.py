@@ -120,7 +120,7 @@ class AttemptTrail:
                 self._take()
                 try:
                     await self._send()
-                except KafkaError as exc:
+                except Exception as exc:  # KafkaError mostly; never a reason to lose them
                     await self._failed(exc)
                     continue
                 if self._failures:
@@ -201,7 +201,7 @@ class AttemptTrail:
         if error is not None:
             raise error
 
-    async def _failed(self, exc: KafkaError) -> None:
+    async def _failed(self, exc: Exception) -> None:
         self._failures += 1
         if self._failures == 1:
             log.warning("delivery.attempt_records_waiting", error=repr(exc),
