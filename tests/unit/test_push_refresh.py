@@ -41,6 +41,7 @@ class SteppedScanner(StaticScanner):
         self.release_scan = asyncio.Event()
         self.held_reads: dict[str, asyncio.Event] = {}
         self.reads: list[str] = []
+        self.holding = asyncio.Event()  # a held read has read and waits
 
     async def scan(self) -> Snapshot:
         seen = await super().scan()
@@ -56,6 +57,7 @@ class SteppedScanner(StaticScanner):
         self.reads.append(name)
         seen = await super().scan_model(name)
         if name in self.held_reads:
+            self.holding.set()
             await self.held_reads[name].wait()
         return seen
 
@@ -244,8 +246,8 @@ async def test_a_push_before_the_baseline_or_for_a_gone_model_publishes_nothing(
 
 # --- any interleaving ------------------------------------------------------------------------
 
-STEPS = st.lists(st.sampled_from(["push", "push", "start", "finish", "next"]), min_size=1,
-                 max_size=60)
+STEPS = st.lists(st.sampled_from(["push", "push", "start", "finish", "next", "hold",
+                                  "release"]), min_size=1, max_size=60)
 
 
 def as_change(event: Event) -> Change:
@@ -267,23 +269,41 @@ def replay_in_order(history: list[Snapshot], batches: list[list[Event]]) -> Snap
     return state
 
 
+async def release(scanner: SteppedScanner, push: asyncio.Task[Any]) -> None:
+    for event in scanner.held_reads.values():
+        event.set()
+    await push
+    scanner.held_reads.clear()
+
+
 async def interleave(history: list[Snapshot], steps: list[str], names: list[int]) -> None:
     checkpoint = MemoryCheckpoint(DetectorState(history[0], {}, EPOCH))
     scanner, sink = SteppedScanner(history[0]), MemorySink()
     hub_detector = await started(scanner, sink, checkpoint)
-    at, poll = 0, None
+    at, poll, held = 0, None, None  # held: a push that has read and waits to apply
     for i, step in enumerate(steps):
+        name = NAMES[names[i % len(names)]]
         if step == "next" and at + 1 < len(history):
             at += 1
             scanner.snapshot = history[at]
-        elif step == "push":
-            await hub_detector.refresh_model(NAMES[names[i % len(names)]])
+        elif step == "push" and name not in scanner.held_reads:
+            await hub_detector.refresh_model(name)
+        elif step == "hold" and held is None:
+            scanner.held_reads[name] = asyncio.Event()
+            scanner.holding.clear()
+            held = asyncio.create_task(hub_detector.refresh_model(name))
+            await scanner.holding.wait()
+        elif step == "release" and held is not None:
+            await release(scanner, held)
+            held = None
         elif step == "start" and poll is None:
             poll = await slow_poll(hub_detector, scanner)
         elif step == "finish" and poll is not None:
             scanner.release_scan.set()
             await poll
             poll = None
+    if held is not None:
+        await release(scanner, held)
     if poll is not None:
         scanner.release_scan.set()
         await poll
@@ -299,11 +319,26 @@ async def interleave(history: list[Snapshot], steps: list[str], names: list[int]
     assert state.sequences == hub_detector.state.sequences
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(histories(), STEPS, st.lists(st.integers(0, len(NAMES) - 1), min_size=1, max_size=8))
+# 400 examples in the full suite, 40 in the quick tier (``-m "not slow"``, the ``_quick``
+# twin): same check, fewer draws (as tests/unit/test_diff.py does).
+INTERLEAVINGS = (histories(), STEPS,
+                 st.lists(st.integers(0, len(NAMES) - 1), min_size=1, max_size=8))
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*INTERLEAVINGS)
 def test_any_interleaving_of_pushes_and_polls_publishes_the_history_once_in_order(
         history: list[Snapshot], steps: list[str], names: list[int]) -> None:
-    """Pushes (for any model, at any moment) and polls whose scans span registry changes and
-    pushes: the published events replay the history model by model in order, never a state
-    twice or backwards, end at the registry as it is, and the checkpoint holds it."""
+    """Pushes (for any model, at any moment, one of them possibly still between its read
+    and its publication) and polls whose scans span registry changes and pushes: the
+    published events replay the history model by model in order, never a state twice or
+    backwards, end at the registry as it is, and the checkpoint holds it."""
+    asyncio.run(interleave(history, steps, names))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*INTERLEAVINGS)
+def test_any_interleaving_of_pushes_and_polls_quick(
+        history: list[Snapshot], steps: list[str], names: list[int]) -> None:
     asyncio.run(interleave(history, steps, names))
