@@ -3,7 +3,8 @@
 A scan is all-or-nothing: any page error, timeout or unreachable server raises
 :class:`SourceError`, so the detector never diffs against a partial view (a partial view
 would look like deletions). MLflow's client is synchronous; it runs on one dedicated
-thread, off the event loop.
+thread, off the event loop; one model's re-read (a push) runs on a small pool of its own, so
+it never queues behind a full scan, and asks for the model and its versions at once.
 
 Why the store under ``MlflowClient`` and not the client's own search methods: the MLflow 3
 client adds ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search, which MLflow
@@ -41,6 +42,8 @@ from hub.redaction import redact_url
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+READ_THREADS = 4
+"""Threads for one-model re-reads (pushes): two per re-read, so two pushes at once."""
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 PROMPTS = f"tags.`{PROMPT_TAG}` = 'true'"
 """The search filter MLflow 3 stores need to include prompts (servers up to 2.20 honour it
@@ -53,12 +56,16 @@ class RegistrySource:
     def __init__(self, config: MlflowConfig) -> None:
         self._config = config
         self._executor: ThreadPoolExecutor | None = None
+        self._reads: ThreadPoolExecutor | None = None  # one model's re-reads (pushes)
+        self._read_store: Any = None
         self._client: Any = None
         self._where = redact_url(config.registry)
         self._prompt_filters = not config.registry.startswith(("databricks-uc", "uc:"))
 
     async def __aenter__(self) -> RegistrySource:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-scan")
+        self._reads = ThreadPoolExecutor(max_workers=READ_THREADS,
+                                         thread_name_prefix="mlflow-read")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -68,6 +75,9 @@ class RegistrySource:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._reads is not None:
+            self._reads.shutdown(wait=False, cancel_futures=True)
+            self._reads = None
 
     @property
     def client(self) -> Any:
@@ -83,10 +93,18 @@ class RegistrySource:
 
     async def call(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
         """Run a blocking MLflow call on the scan thread; failures become SourceError."""
-        if self._executor is None:
+        return await self._run(self._executor, fn, *args, timeout_s=timeout_s)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`call`, on the re-read pool (beside a running scan)."""
+        return await self._run(self._reads, fn, *args)
+
+    async def _run(self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any,
+                   timeout_s: float | None = None) -> T:
+        if executor is None:
             raise RuntimeError("RegistrySource used outside 'async with'")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: fn(*args))
+        future = loop.run_in_executor(executor, lambda: fn(*args))
         try:
             return await asyncio.wait_for(future, timeout_s or self._config.scan_timeout_s)
         except TimeoutError as exc:
@@ -155,20 +173,41 @@ class RegistrySource:
             filter_string=query, max_results=self._config.page_size * 10, page_token=token))
 
     async def scan_model(self, name: str) -> ModelState | None:
-        """One model and its versions, or ``None`` if it does not exist (any more)."""
-        return await self.call(self._scan_model_sync, name)
+        """One model and its versions, or ``None`` if it does not exist (any more).
 
-    def _scan_model_sync(self, name: str) -> ModelState | None:
+        The model and its versions are asked for at once, on two threads (a prompt's prompt
+        versions after, once the model says it is one): one round trip, not two."""
+        if self._read_store is None:  # opening the client may load drivers: not on the loop
+            self._read_store = await self._read(lambda: self.store)
+        store = self._read_store
+        model, versions = await asyncio.gather(
+            self._read(self._model_sync, store, name),
+            self._read(self._named_versions_sync, store, name, False))
+        if model is None:
+            return None
+        if self._prompt_filters and _is_prompt(model):
+            more = await self._read(self._named_versions_sync, store, name, True)
+            versions = list({_key(v): v for v in [*more, *versions]}.values())
+        return build_snapshot([model], versions).models.get(name)
+
+    @staticmethod
+    def _model_sync(store: Any, name: str) -> Any:
         from mlflow.exceptions import MlflowException
 
-        store = self.store
         try:
-            model = store.get_registered_model(name)
+            return store.get_registered_model(name)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        return build_snapshot([model], self._versions(store, model)).models.get(name)
+
+    def _named_versions_sync(self, store: Any, name: str, prompts: bool) -> list[Any]:
+        """``name``'s versions (with ``prompts``, its prompt versions)."""
+        by_name = name_filter(name)
+        if by_name is None:  # both kinds of quote in the name: pick it out of all versions
+            return [] if prompts else [mv for mv in self._all_versions(store) if mv.name == name]
+        query = f"{by_name} AND {PROMPTS}" if prompts else by_name
+        return list(self._version_pages(store, query))
 
 
 def name_filter(name: str) -> str | None:
