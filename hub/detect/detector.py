@@ -302,9 +302,10 @@ class Detector:
         self._pushes.touch(name)  # applied: a scan started before now must not apply it
         await self._save(DetectorState(current, counters, state.epoch), changed={name},
                          removed=set())
-        latest = self.state or state  # other models' pushes may have moved it meanwhile
-        self.state = DetectorState(Snapshot({**latest.snapshot.models, name: model}),
-                                   {**latest.sequences, **counters}, latest.epoch)
+        latest = self.state  # other models' pushes may have moved it meanwhile
+        if latest is not None:  # (None: forgotten meanwhile; the next round reloads it)
+            self.state = DetectorState(Snapshot({**latest.snapshot.models, name: model}),
+                                       {**latest.sequences, **counters}, latest.epoch)
         log.info("detector.published", events=len(events), models=1, path="push",
                  publish_s=round(time.perf_counter() - started, 4))
         return events

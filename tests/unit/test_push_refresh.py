@@ -342,3 +342,21 @@ def test_any_interleaving_of_pushes_and_polls_publishes_the_history_once_in_orde
 def test_any_interleaving_of_pushes_and_polls_quick(
         history: list[Snapshot], steps: list[str], names: list[int]) -> None:
     asyncio.run(interleave(history, steps, names))
+
+
+async def test_a_push_ending_after_the_detector_stood_down_leaves_it_to_reload() -> None:
+    """An elected detector that lost the lead forgets its state while a push is publishing:
+    the push does not bring it back; the next round reloads the checkpoint, push included."""
+    scanner, sink, checkpoint = SteppedScanner(Snapshot.of([IRIS])), MemorySink(), \
+        MemoryCheckpoint()
+    hub_detector = await started(scanner, sink, checkpoint)
+    scanner.snapshot = Snapshot.of([replace(IRIS, description="new")])
+    sink.fail()
+    push = asyncio.create_task(hub_detector.refresh_model("iris"))
+    await until(lambda: sink.attempts >= 2, "publish retries")
+    hub_detector.forget()
+    sink.recover()
+    assert kinds(await push) == [("registered_model.updated", "iris", None)]
+    assert hub_detector.state is None
+    assert await hub_detector.poll_once() == []
+    assert hub_detector.state is not None and hub_detector.state.snapshot == scanner.snapshot
