@@ -108,6 +108,9 @@ async def window(args: argparse.Namespace, uri: str, session: int, mode: str
         started = time.monotonic()
         pushes = 0
         while (elapsed := time.monotonic() - started) < args.window:
+            if args.push_every <= 0:  # no changes, no pushes
+                await asyncio.sleep(args.window - elapsed)
+                continue
             name = f"idle-{pushes % args.models:04}"
             await asyncio.to_thread(client.set_registered_model_tag, name, "bench",
                                     f"{mode}-{pushes}")
@@ -170,7 +173,7 @@ def main() -> int:
     p.add_argument("--reconcile-interval", type=float, default=60.0,
                    help="reconcile_interval_s in the reconcile mode")
     p.add_argument("--push-every", type=float, default=30.0,
-                   help="seconds between a tag set and its push")
+                   help="seconds between a tag set and its push (0: none)")
     p.add_argument("--modes", default="poll,reconcile", help="comma-separated: poll, reconcile")
     add_run_args(p)
     return run_benchmark("idle", p.parse_args(), run, print_table)
