@@ -81,7 +81,11 @@ class _Rebalance(ConsumerRebalanceListener):
         ends = await self._consumer.end_offsets(fresh)
         found = await self._consumer.offsets_for_times({tp: self._started_ms for tp in fresh})
         for tp in fresh:
-            self._consumer.seek(tp, ends[tp] if found.get(tp) is None else found[tp].offset)
+            # an answer older than asked is no match (some brokers answer so instead of none):
+            # taking it would deliver again what was published before this start
+            match = found.get(tp)
+            older = match is None or match.timestamp < self._started_ms
+            self._consumer.seek(tp, ends[tp] if older else match.offset)
 
 
 class SubscriptionLane:

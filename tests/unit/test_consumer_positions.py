@@ -93,6 +93,20 @@ async def test_start_from_now_skips_history_on_partitions_the_group_never_commit
     assert consumer.positions == {P0: 42, P1: 30}
 
 
+async def test_an_answer_older_than_the_start_is_no_match() -> None:
+    """Some brokers answer a time past their last record with that record: it is not one
+    published since the start, so the partition starts at its end."""
+
+    class Answers(MemoryConsumer):
+        async def offsets_for_times(self, times: dict[TopicPartition, int]
+                                    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+            return {tp: OffsetAndTimestamp(29, STARTED_MS - 30_000) for tp in times}
+
+    consumer = Answers(ends={P1: 30})
+    await _Rebalance(Lane(), consumer, STARTED_MS).on_partitions_assigned([P1])  # type: ignore[arg-type]
+    assert consumer.positions == {P1: 30}
+
+
 async def test_start_from_earliest_leaves_every_partition_to_kafka() -> None:
     consumer = MemoryConsumer(ends={P0: 50}, first_at_or_after={P0: 42})
     await _Rebalance(Lane(), consumer, None).on_partitions_assigned([P0])  # type: ignore[arg-type]
