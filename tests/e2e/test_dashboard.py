@@ -334,6 +334,10 @@ async def test_every_page_fits_320_px_and_is_keyboard_reachable(
     t = Tab(await context.new_page(), hub)
     await t.goto("/")
     await t.login()
+    # the first Tab of a fully loaded page (a loaded machine may still be painting the one the
+    # sign-in redirected to, and a Tab then lands nowhere)
+    await expect(t.page.locator("h1")).to_be_visible()
+    await t.page.wait_for_load_state("load")
     await t.page.keyboard.press("Tab")
     await expect(t.page.get_by_role("link", name="Skip to content")).to_be_focused()
     for path in ("/", "/events", f"/models/dash-{RUN}-timeline", "/subscriptions",
