@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from hub.config import HubConfig, Section
-from hub.detect.detector import stamp
 from hub.detect.diff import diff
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
+from hub.detect.stamp import stamp
 from hub.events import IS_PROMPT_TAG, PROMPT_TEXT_TAG, EventType
 
 README = Path(__file__).parents[1] / "README.md"

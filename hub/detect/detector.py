@@ -39,8 +39,9 @@ from hub.detect.diff import diff
 from hub.detect.pushes import Gate, Pushes, hold_back
 from hub.detect.recent import RecentEvents
 from hub.detect.snapshot import ModelState, Snapshot
+from hub.detect.stamp import stamp
 from hub.errors import BusError, SourceError
-from hub.events import MODEL_TWIN, Change, Event, EventType, event_id, new_epoch
+from hub.events import Change, Event, new_epoch
 from hub.metrics import Metrics
 from hub.redaction import redact_url
 
@@ -55,58 +56,6 @@ class Scanner(Protocol):
 
 class EventSink(Protocol):
     async def publish(self, events: list[Event]) -> None: ...
-
-
-def stamp(changes: list[Change], previous: Snapshot, current: Snapshot,
-          sequences: dict[str, int], *, epoch: str, source: str, now: datetime
-          ) -> tuple[list[Event], dict[str, int]]:
-    """Give changes their ids in ``epoch``; return the events and the advanced counters."""
-    seqs = dict(sequences)
-    events = []
-    for change in changes:
-        kind = MODEL_TWIN.get(change.type, change.type)  # a prompt's count like a model's
-        if kind is EventType.REGISTERED_MODEL_RENAMED:
-            seqs[change.model] = seqs.pop(change.data["previous_name"], 0)
-        if kind is EventType.REGISTERED_MODEL_CREATED:
-            seqs[change.model] = 0
-        created = change.data.get("creation_timestamp") if change.version is None else None
-        if created is None:
-            model = current.models.get(change.model) or previous.models[change.model]
-            created = model.creation_timestamp
-        seq = seqs.get(change.model, 0) + 1
-        seqs[change.model] = seq
-        events.append(Event(
-            id=event_id(change, epoch=epoch, model_creation_timestamp=created, sequence=seq),
-            type=change.type.value,
-            model=change.model,
-            time=now,
-            source=source,
-            data={**_context(change, previous, current), **change.data, "tracking_uri": source},
-            version=change.version,
-        ))
-    for name in list(seqs):
-        if name not in current.models:
-            del seqs[name]
-    return events, seqs
-
-
-def _context(change: Change, previous: Snapshot, current: Snapshot) -> dict[str, object]:
-    """State a subscriber's ``when`` conditions can test: the version's (or model's) current
-    tags, and the aliases pointing at the version."""
-    model = current.models.get(change.model) or previous.models.get(change.model)
-    if model is None:
-        return {}
-    if change.version is None:
-        return {"tags": dict(model.tags)}
-    version = model.versions.get(change.version)
-    if version is None:
-        old = previous.models.get(change.model)
-        model = old or model
-        version = old.versions.get(change.version) if old else None
-    if version is None:
-        return {}
-    aliases = sorted(a for a, v in model.aliases.items() if v == change.version)
-    return {"tags": dict(version.tags), "aliases": aliases}
 
 
 class Detector:

@@ -1,4 +1,4 @@
-"""Property tests of event ids (``hub.events.event_id`` and ``hub.detect.detector.stamp``): unique
+"""Property tests of event ids (``hub.events.event_id`` and ``hub.detect.stamp.stamp``): unique
 forever, stable under re-publication.
 
 Histories come from a small registry simulator (:mod:`tests.support.histories`).
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.detect.detector import stamp
 from hub.detect.diff import diff
 from hub.detect.snapshot import ModelState, Snapshot
+from hub.detect.stamp import stamp
 from hub.events import IS_PROMPT_TAG, Change, Event, EventType, event_id
 from tests.support.histories import NAMES, OPERATIONS, VALUES, histories, operate
 
