@@ -35,7 +35,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from hub.detect.detector import Detector  # noqa: E402
 from hub.detect.source import RegistrySource  # noqa: E402
 from hub.testing import MemoryCheckpoint, MemorySink  # noqa: E402
 from tests.support import mlflow_versions  # noqa: E402
+from tests.support.mlflow_globals import mlflow_globals_restored  # noqa: E402
 from tests.support.workflow import WorkflowResult, run_workflow  # noqa: E402
 
 SERVERS = ("2.9.2", "2.20.4", "2.22.5", "3.17.2")
@@ -201,7 +202,7 @@ async def run_row(row: Row, workdir: Path, postgres: Postgres) -> dict[str, Any]
     try:
         async with registry_for(row, workdir, postgres) as registry:
             result["setup_s"] = round(registry.setup_s, 1)
-            with own_process_uris():
+            with mlflow_globals_restored():
                 outcome = await run_on(row, registry)
     except Exception as exc:
         result.update(ok=False, steps="0/13", events=0,
@@ -225,27 +226,6 @@ def upstream(bug: UpstreamBug, outcome: WorkflowResult) -> bool:
     failed = outcome.steps[first]
     return (failed.step.what == bug.step and failed.error is not None
             and bug.error in failed.error)
-
-
-@contextlib.contextmanager
-def own_process_uris() -> Iterator[None]:
-    """A hub makes the registry it reads MLflow's process-wide URI, environment included
-    (``hub.detect.registry_uri.prepare``): the next row's configuration would default to this
-    row's registry. Put back what was there, as the tests' ``_mlflow_process_uri`` does."""
-    import mlflow
-
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE")
-    saved = {name: os.environ.get(name) for name in names}
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None: unset (MLflow's API)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 async def run_on(row: Row, registry: Registry) -> WorkflowResult:

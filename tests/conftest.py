@@ -5,10 +5,8 @@ Both run as plain subprocesses from sync fixtures, so no fixture depends on an e
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from hub.broker.embedded import free_port, start_broker_process, stop_process, wait_kafka_ready
+from tests.support.mlflow_globals import mlflow_globals_restored
 from tests.support.mlflow_server import MlflowServer, MlflowServerFactory, MlflowServerProcess
 from tests.support.postgres import PostgresCluster, running_postgres
 
@@ -36,22 +35,9 @@ def _isolated_mlflow_env() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _mlflow_process_uri() -> Iterator[None]:
-    """A hub reading a registry makes it MLflow's process-wide tracking and registry URI
-    (``hub.detect.registry_uri``), environment included: put back what was there, so no
-    test inherits the previous test's registry as its default."""
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ALLOW_FILE_STORE")
-    saved = {name: os.environ.get(name) for name in names}
-    yield
-    if "mlflow" in sys.modules:  # imported by this test or an earlier one
-        import mlflow
-
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None: unset (MLflow's API)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    """No test inherits the previous test's registry as MLflow's process-wide default."""
+    with mlflow_globals_restored():
+        yield
 
 
 @pytest.fixture(scope="session")
