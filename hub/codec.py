@@ -84,8 +84,10 @@ def decode(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | t
 
 def _attributes(key: bytes | None, headers: list[tuple[str, bytes]] | tuple[Any, ...]
                 ) -> dict[str, str]:
+    # as the SDK reads them: a repeated name keeps its first place and its last value; then
+    # the last of the names meaning one attribute counts
     attributes: dict[str, str] = {}
-    for name, raw in headers:
+    for name, raw in dict(headers).items():
         attribute = _ATTRIBUTE_OF.get(name)  # the names encode() writes, as written
         if attribute is None:
             lower = name.lower()
