@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from hub.broker.embedded import free_port, start_broker_process, stop_process, w
 from tests.support.mlflow_globals import mlflow_globals_restored
 from tests.support.mlflow_server import MlflowServer, MlflowServerFactory, MlflowServerProcess
 from tests.support.postgres import PostgresCluster, running_postgres
+from tests.support.receiver import Receiver, running_receiver
 
 if TYPE_CHECKING:  # importing mlflow costs ~2 s: only the tests that need it pay for it
     from mlflow.tracking import MlflowClient
@@ -38,6 +39,13 @@ def _mlflow_process_uri() -> Iterator[None]:
     """No test inherits the previous test's registry as MLflow's process-wide default."""
     with mlflow_globals_restored():
         yield
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 that checks signatures and records hits."""
+    async with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="session")

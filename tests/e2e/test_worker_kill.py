@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,16 +17,10 @@ from hub.bus import Publisher
 from hub.config import HubConfig
 from hub.deliver.worker import ensure_hub_topics
 from hub.events import Event
-from tests.support.receiver import SECRET, Receiver, running_receiver
+from tests.support.receiver import SECRET, Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 N = 300
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 def start_worker(config: Path) -> subprocess.Popen[bytes]:

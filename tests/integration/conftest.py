@@ -10,14 +10,6 @@ import pytest
 from hub.http import HttpClients
 from tests.support.deploy import FakeGitHub, serve
 from tests.support.procs import Procs
-from tests.support.receiver import Receiver, running_receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A webhook receiver on 127.0.0.1 that checks signatures and records hits."""
-    async with running_receiver() as r:
-        yield r
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ replay, 410 Gone. Retry schedules are injected so every test takes seconds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,16 +14,10 @@ from hub.deliver.replay import dead_letters, replay_dead_letters, replay_events
 from hub.events import Event
 from tests.support.delivery import delivery_config, event, publish, running_worker, webhook
 from tests.support.kafka_reader import read_topic
-from tests.support.receiver import Receiver, running_receiver
+from tests.support.receiver import Receiver
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 async def test_flaky_endpoint_gets_each_event_once_with_the_same_id(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,18 +20,12 @@ from hub.config import HubConfig
 from tests.support.admin import Api, admin_config, running_hub, transition
 from tests.support.delivery import publish, webhook
 from tests.support.kafka_reader import read_topic
-from tests.support.receiver import Receiver, running_receiver
+from tests.support.receiver import Receiver
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 ENV_SECRET = "env-secret-value-never-sent"
 REFUSED = "only allowed in the configuration file"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 async def _write_record(config: HubConfig, name: str, sub: dict[str, Any]) -> None:
