@@ -208,7 +208,7 @@ def instrument(detector: Detector, times: PollTimes) -> None:
     """Time the scan, diff, stamp, publish and checkpoint of every poll. Uses the detector's
     private collaborators: a benchmark may, the hub's code does not change."""
     for owner, name, into in ((detector._scanner, "scan", times.scan),
-                              (detector._sink, "publish", times.publish),
+                              (detector._acked._sink, "publish", times.publish),
                               (detector._checkpoint, "save", times.checkpoint)):
         setattr(owner, name, _timed_async(getattr(owner, name), into))
     for name, into in (("diff", times.diff), ("stamp", times.stamp)):

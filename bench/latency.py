@@ -31,7 +31,7 @@ its webhooks to a thread pool before it answers the request, so its own webhook 
 before the client call returns: measured from the call's end it can be negative.) The JSON
 also has the figures from the call's end, and a breakdown of the push and poll paths taken by
 wrapping the hub's instances (nothing in ``hub/`` is changed): when the push reached
-``refresh_model``, when the broker acknowledged the event, when the checkpoint was written,
+``Detector.pushed``, when the broker acknowledged the event, when the checkpoint was written,
 when the delivery worker called the webhook handler. A plain aiokafka consumer on the events
 topic (``--probe-fetch-wait-ms``) shows what Kafka -> consumer costs without the hub.
 
@@ -187,7 +187,7 @@ def seed(client: Any, models: int, versions: int) -> None:
 class HubStamps:
     """Per tag key, when (unix time) the event passed each step inside the hub, taken by
     wrapping the detector's and the handler's *instances* (private collaborators: a benchmark
-    may, the hub's code does not change): ``pushed`` the push reached ``refresh_model``,
+    may, the hub's code does not change): ``pushed`` the push reached ``Detector.pushed``,
     ``acked`` the broker acknowledged the publish, ``saved`` the checkpoint was written (the
     refresh or poll returned), ``handed`` the delivery worker called the webhook handler."""
 
@@ -205,15 +205,15 @@ class HubStamps:
                 into.setdefault(key, at)
 
     def wrap(self, detector: Any, handler: Any) -> None:
-        refresh: Callable[[str], Awaitable[list[Any]]] = detector.refresh_model
+        push: Callable[..., Awaitable[list[Any]]] = detector.pushed
         poll: Callable[[], Awaitable[list[Any]]] = detector.poll_once
-        sink = detector._sink
+        sink = detector._acked._sink
         publish: Callable[[list[Any]], Awaitable[None]] = sink.publish
         deliver: Callable[[Any], Awaitable[Any]] = handler.deliver
 
-        async def refresh_model(name: str) -> list[Any]:
+        async def pushed(name: str, fact: Any = None) -> list[Any]:
             started = time.time()
-            events = await refresh(name)
+            events = await push(name, fact)
             self._stamp(self.pushed, events, started)
             self._stamp(self.saved, events, time.time())
             return events
@@ -233,7 +233,7 @@ class HubStamps:
             self._stamp(self.handed, [event], time.time())
             return await deliver(event)
 
-        detector.refresh_model = refresh_model
+        detector.pushed = pushed
         detector.poll_once = poll_once
         sink.publish = publish_events
         handler.deliver = deliver_event

@@ -18,6 +18,12 @@ class Metrics:
         self.poll_duration = Histogram(
             "registry_hub_poll_duration_seconds", "Full registry scan duration",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.pushes = Counter(
+            "registry_hub_pushes", "MLflow pushes handled, by how: applied from the payload, "
+            "or the model read", ["how"], registry=r)
+        self.rereads = Counter(
+            "registry_hub_rereads", "Re-reads of a model after pushes applied from payloads",
+            registry=r)
         self.poll_failures = Counter(
             "registry_hub_poll_failures", "Scans that failed (nothing emitted)", registry=r)
         self.deliveries = Counter(

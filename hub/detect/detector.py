@@ -1,24 +1,21 @@
 """The detector: scan → diff → stamp → publish (acked) → checkpoint, every poll interval.
 
-* A scan that fails emits nothing; the detector logs, backs off and scans again.
-* A publish that fails is retried (same events, same ids) until the broker acknowledges;
-  the checkpoint advances only afterwards. Nothing is dropped.
+* A scan that fails emits nothing; the detector logs once, backs off (up to the poll
+  interval, at least 5 s) and scans again. Publishing and the checkpoint retry until the
+  broker acknowledges (:mod:`hub.detect.acked`); the checkpoint advances only afterwards.
 * First start (no checkpoint) takes a baseline without emitting, unless ``emit_existing``.
 * A broker that comes back empty has lost the checkpoint and the events not yet delivered:
   the detector writes the state it holds in memory back whole and publishes again the events
-  of the last few minutes (same ids; see :mod:`hub.detect.recent`), then goes on diffing from that
-  state, so no change it saw is lost.
-* Outages are logged once when they start (``detector.scan_failed``,
-  ``detector.publish_failed``) and once when they end; retries back off up to the poll
-  interval (at least 5 s), so detection resumes soon after MLflow or Kafka is back.
+  of the last few minutes (same ids; :mod:`hub.detect.recent`), then diffs on from it.
 * Ids (:func:`hub.events.event_id`) are drawn in the checkpoint's epoch. A new baseline
   starts a new epoch, and an epoch is in the checkpoint before any event that uses it is
   published: a re-publication after a crash always finds the epoch it was first stamped in.
-* A push (:meth:`Detector.refresh_model`) costs one model: it re-reads that model and diffs
-  it against the model's own state, never waiting for a full scan; how pushes and the poll
-  share the state without publishing a change twice or out of order is
-  :mod:`hub.detect.pushes`. While pushes are healthy the full scan runs every
-  ``reconcile_interval_s`` instead of ``poll_interval_s`` (:mod:`hub.detect.cadence`).
+* A push (:meth:`Detector.pushed`) costs one model and never waits for a full scan. A tag or
+  alias change is applied from MLflow's payload to the model state held and published at
+  once (:mod:`hub.detect.facts`), the model re-read shortly after (:mod:`hub.detect.rereads`);
+  other pushes re-read the model now (:meth:`Detector.refresh_model`). Pushes and the poll
+  never publish a change twice or out of order (:mod:`hub.detect.pushes`). While pushes are
+  healthy the full scan runs every ``reconcile_interval_s`` (:mod:`hub.detect.cadence`).
 """
 
 from __future__ import annotations
@@ -33,14 +30,17 @@ from typing import Any, Protocol
 import structlog
 
 from hub.config import DetectorConfig
+from hub.detect.acked import Acked, EventSink
 from hub.detect.cadence import next_interval
 from hub.detect.checkpoint import Checkpoint, DetectorState
 from hub.detect.diff import diff
+from hub.detect.facts import Fact, fresh
 from hub.detect.pushes import Gate, Pushes, hold_back
 from hub.detect.recent import RecentEvents
+from hub.detect.rereads import REREAD_AFTER_S, Rereads
 from hub.detect.snapshot import ModelState, Snapshot
 from hub.detect.stamp import stamp
-from hub.errors import BusError, SourceError
+from hub.errors import SourceError
 from hub.events import Change, Event, new_epoch
 from hub.metrics import Metrics
 from hub.redaction import redact_url
@@ -54,17 +54,13 @@ class Scanner(Protocol):
     async def scan_model(self, name: str) -> ModelState | None: ...
 
 
-class EventSink(Protocol):
-    async def publish(self, events: list[Event]) -> None: ...
-
-
 class Detector:
     def __init__(self, config: DetectorConfig, *, scanner: Scanner, sink: EventSink,
                  checkpoint: Checkpoint, tracking_uri: str, metrics: Metrics | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 reread_after_s: float = REREAD_AFTER_S) -> None:
         self._config = config
         self._scanner = scanner
-        self._sink = sink
         self._checkpoint = checkpoint
         self._source = redact_url(tracking_uri)
         self._clock = clock
@@ -73,11 +69,14 @@ class Detector:
         self._lock = asyncio.Lock()  # one poll at a time
         self._gate = Gate()  # pushes apply together, the poll alone (hub.detect.pushes)
         self._pushes = Pushes()
+        self._rereads = Rereads(self._reread, reread_after_s)
         self.last_push_monotonic: float | None = None  # a push received and read
         self.interval_s = config.poll_interval_s  # until the next full scan, as last chosen
         self.state: DetectorState | None = None
         self._remembered: DetectorState | None = None  # see forget()
         self._recent = RecentEvents()
+        self._acked = Acked(config, sink=sink, checkpoint=checkpoint, stopping=self._stopping,
+                            recent=self._recent, before_retry=self._before_publish_retry)
         self.last_success_monotonic: float | None = None
         self.last_scan_s: float | None = None
         self.consecutive_failures = 0
@@ -112,6 +111,7 @@ class Detector:
         if self.state is not None:
             self._remembered = self.state
         self.state = None
+        self._pushes.unread()
 
     def resume(self) -> None:
         """Allow :meth:`run` again after :meth:`stop` (an elected standby; see hub.elect)."""
@@ -119,19 +119,25 @@ class Detector:
 
     async def run(self) -> None:
         """Poll until :meth:`stop`. Never raises for outages; they are logged and retried."""
+        try:
+            await self._run()
+        finally:
+            await self._rereads.cancel()
+
+    async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self.poll_once()
             except SourceError as exc:
                 self._metrics.poll_failures.inc()
                 self.consecutive_failures += 1
-                delay = self._backoff(self.consecutive_failures)
+                delay = self._acked.backoff(self.consecutive_failures)
                 if self.consecutive_failures == 1 or str(exc) != self.last_error:
                     log.warning("detector.scan_failed", error=str(exc), emitted=0,
-                                retry_every_s=self._backoff(1_000),
+                                retry_every_s=self._acked.backoff(1_000),
                                 action="retrying; logged again when it changes or recovers")
                 self.last_error = str(exc)
-                await self._wait(delay)
+                await self._acked.wait(delay)
                 continue
             if self.consecutive_failures:
                 log.info("detector.scan_recovered", failed_scans=self.consecutive_failures)
@@ -148,7 +154,7 @@ class Detector:
             self.interval_s = next_interval(self._config, last_push=self.last_push_monotonic,
                                             now=now)
             delay = ended + self.interval_s - now
-            if delay <= 0 or await self._wait(min(delay, self._config.poll_interval_s)):
+            if delay <= 0 or await self._acked.wait(min(delay, self._config.poll_interval_s)):
                 return
 
     async def poll_once(self) -> list[Event]:
@@ -156,6 +162,7 @@ class Detector:
         async with self._lock:
             since = self._pushes.mark()  # pushes after this may be newer than the scan
             self._pushes.forget_before(since)
+            scan_at = self._clock().timestamp()
             started = time.perf_counter()
             with self._metrics.poll_duration.time():
                 current = await self._scanner.scan()
@@ -163,8 +170,10 @@ class Detector:
             async with self._gate.exclusive():
                 ready = await self._prepare(current)
             if ready is not None:
+                if self.state is not None:
+                    self._pushes.scanned(scan_at, set())  # the baseline is this scan
                 return ready
-            events = await self._reconcile(current, since)
+            events = await self._reconcile(current, since, scan_at)
             self.last_success_monotonic = time.monotonic()
             return events
 
@@ -188,7 +197,7 @@ class Detector:
             return []  # stopping
         return None
 
-    async def _reconcile(self, current: Snapshot, since: int) -> list[Event]:
+    async def _reconcile(self, current: Snapshot, since: int, scan_at: float) -> list[Event]:
         """Publish what the scan found, except for models pushes may have seen after it
         (:func:`hub.detect.pushes.hold_back`). The diff runs outside the gate, so pushes go
         on meanwhile; if one applied or started meanwhile, the diff is taken again (under
@@ -202,13 +211,53 @@ class Detector:
         changes = await asyncio.to_thread(diff, base.snapshot, target)
         async with self._gate.exclusive():
             if self.state is base and self._pushes.held(since) == held:
-                return await self._apply(base, target, changes, path="poll")
+                return await self._scanned(base, target, changes, scan_at, held)
         async with self._gate.exclusive():
             if self.state is None:
                 return []
-            target = hold_back(self.state.snapshot, current, self._pushes.held(since))
+            held = self._pushes.held(since)
+            target = hold_back(self.state.snapshot, current, held)
             changes = await asyncio.to_thread(diff, self.state.snapshot, target)
-            return await self._apply(self.state, target, changes, path="poll")
+            return await self._scanned(self.state, target, changes, scan_at, held)
+
+    async def _scanned(self, base: DetectorState, target: Snapshot, changes: list[Change],
+                       scan_at: float, held: set[str]) -> list[Event]:
+        events = await self._apply(base, target, changes, path="poll")
+        if self.state is not None and (self.state.snapshot is target or not changes):
+            self._pushes.scanned(scan_at, held)
+        return events
+
+    async def pushed(self, name: str, fact: Fact | None = None) -> list[Event]:
+        """MLflow pushed a change to ``name``. A ``fact`` sent after the model was last read
+        is applied to the model held and published at once, the model re-read shortly after
+        (:mod:`hub.detect.rereads`); otherwise the model is re-read now (:meth:`refresh_model`)."""
+        if fact is not None and self.state is not None and not self._stopping.is_set():
+            events = await self._apply_fact(fact)
+            if events is not None:
+                self._metrics.pushes.labels("payload").inc()
+                self._rereads.schedule(name)
+                return events
+        self._metrics.pushes.labels("read").inc()
+        return await self.refresh_model(name)
+
+    async def _apply_fact(self, fact: Fact) -> list[Event] | None:
+        """Publish ``fact`` applied to the model held; None if it cannot be (not fresh, or a
+        model or version the state does not have)."""
+        name = fact.name
+        async with self._pushes.model(name):  # in flight: a poll leaves the model alone
+            async with self._gate.shared():
+                held = self.state.snapshot.models.get(name) if self.state else None
+                model = fact.apply(held) if held is not None else None
+                if model is None or not fresh(fact, self._pushes.read_at(name)):
+                    return None
+                self.last_push_monotonic = time.monotonic()
+                events = await self._apply_pushed(model, read=False)
+                self._pushes.read(name, fact.sent_at)
+                return events
+
+    async def _reread(self, name: str) -> None:
+        await self.refresh_model(name)
+        self._metrics.rereads.inc()
 
     async def refresh_model(self, name: str) -> list[Event]:
         """Re-read one model now (MLflow pushed a webhook for it) and publish what changed.
@@ -223,14 +272,17 @@ class Detector:
             return []  # no baseline yet (or standing by): the poll takes care of it
         async with self._pushes.model(name):
             self._pushes.touch(name)
+            read_at = self._clock().timestamp()
             model = await self._scanner.scan_model(name)
             self.last_push_monotonic = time.monotonic()
             if model is None:
                 return []
             async with self._gate.shared():
-                return await self._apply_pushed(model)
+                events = await self._apply_pushed(model, read=True)
+                self._pushes.read(name, read_at)
+                return events
 
-    async def _apply_pushed(self, model: ModelState) -> list[Event]:
+    async def _apply_pushed(self, model: ModelState, *, read: bool) -> list[Event]:
         state, name = self.state, model.name
         if state is None or self._stopping.is_set():
             return []
@@ -245,17 +297,17 @@ class Detector:
         events, counters = stamp(changes, previous, current, counters, epoch=state.epoch,
                                  source=self._source, now=self._clock())
         started = time.perf_counter()
-        if not await self._publish(events):
+        if not await self._acked.publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
         self._count(events, "push")
         self._pushes.touch(name)  # applied: a scan started before now must not apply it
-        await self._save(DetectorState(current, counters, state.epoch), changed={name},
+        await self._acked.save(DetectorState(current, counters, state.epoch), changed={name},
                          removed=set())
         latest = self.state  # other models' pushes may have moved it meanwhile
         if latest is not None:  # (None: forgotten meanwhile; the next round reloads it)
             self.state = DetectorState(Snapshot({**latest.snapshot.models, name: model}),
                                        {**latest.sequences, **counters}, latest.epoch)
-        log.info("detector.published", events=len(events), models=1, path="push",
+        log.info("detector.published", events=len(events), models=1, path="push", reread=read,
                  publish_s=round(time.perf_counter() - started, 4))
         return events
 
@@ -276,12 +328,12 @@ class Detector:
         events, sequences = stamp(changes, previous, current, base.sequences,
                                   epoch=base.epoch, source=self._source, now=self._clock())
         started = time.perf_counter()
-        if not await self._publish(events):
+        if not await self._acked.publish(events):
             return []  # stopping before the broker acknowledged: the checkpoint stays put
         self._count(events, path)
         touched = {e.model for e in events}
         new_state = DetectorState(current, sequences, base.epoch)
-        await self._save(new_state, changed=touched & set(current.models),
+        await self._acked.save(new_state, changed=touched & set(current.models),
                          removed=(set(previous.models) - set(current.models)))
         self.state = new_state
         log.info("detector.published", events=len(events), models=len(touched), path=path,
@@ -304,7 +356,7 @@ class Detector:
         epoch is as stable as a derived one: every later load reads it back.
         """
         state = replace(state, epoch=new_epoch())
-        if not await self._save(state, changed=set(), removed=set(), baseline=True):
+        if not await self._acked.save(state, changed=set(), removed=set(), baseline=True):
             return None
         log.info("detector.epoch_created", epoch=state.epoch, reason="format 1 checkpoint")
         return state
@@ -316,7 +368,8 @@ class Detector:
         epoch = new_epoch()
         start = Snapshot() if self._config.emit_existing else current
         state = DetectorState(start, {}, epoch)
-        if not await self._save(state, changed=set(start.models), removed=set(), baseline=True):
+        if not await self._acked.save(state, changed=set(start.models), removed=set(),
+                                      baseline=True):
             return []
         self.state = state
         events = await self._advance(current, path="baseline") if start is not current else []
@@ -332,65 +385,16 @@ class Detector:
         log.warning("detector.checkpoint_lost", topic=self._checkpoint.topic,
                     models=len(state.snapshot), republishing=len(recent),
                     action="writing it back from memory; changes since are published next")
-        if recent and not await self._publish(recent, reseeding=True):
+        if recent and not await self._acked.publish(recent, reseeding=True):
             return False
-        if not await self._save(state, changed=set(state.snapshot.models), removed=set(),
+        if not await self._acked.save(state, changed=set(state.snapshot.models), removed=set(),
                                 baseline=True):
             return False
         log.info("detector.checkpoint_reseeded", models=len(state.snapshot),
                  republished=len(recent), window_s=self._recent.window_s)
         return True
 
-    async def _publish(self, events: list[Event], *, reseeding: bool = False) -> bool:
-        """Publish until the broker acknowledges (True) or the detector stops (False). Between
-        attempts, a broker that came back empty gets the checkpoint back first."""
-        attempt = 0
-        while True:
-            try:
-                await self._sink.publish(events)
-            except BusError as exc:
-                attempt += 1
-                if attempt == 1:
-                    log.warning("detector.publish_failed", error=str(exc), events=len(events),
-                                action="retrying until the broker acknowledges; nothing is "
-                                       "dropped")
-                if await self._wait(self._backoff(attempt)):
-                    return False
-                if not reseeding and self.state is not None and \
-                        await self._checkpoint.lost() and not await self._reseed(self.state):
-                    return False
-                continue
-            if attempt:
-                log.info("detector.publish_resumed", events=len(events), attempts=attempt + 1)
-            if not reseeding:
-                self._recent.add(events)
-            return True
-
-    async def _save(self, state: DetectorState, **kwargs: object) -> bool:
-        """Save, retrying until the broker acknowledges (True) or the detector stops (False)."""
-        attempt = 0
-        while True:
-            try:
-                await self._checkpoint.save(state, **kwargs)  # type: ignore[arg-type]
-                return True
-            except BusError as exc:
-                attempt += 1
-                if attempt == 1:
-                    log.warning("detector.checkpoint_failed", error=str(exc),
-                                action="retrying until the broker acknowledges")
-                if await self._wait(self._backoff(attempt)):
-                    return False
-
-    def _backoff(self, attempt: int) -> float:
-        """Doubles from ``backoff_initial_s``, up to ``backoff_max_s`` but never beyond the
-        poll interval (or 5 s): an outage ends at most that long before work resumes."""
-        cap = min(self._config.backoff_max_s, max(self._config.poll_interval_s, 5.0))
-        return min(cap, self._config.backoff_initial_s * 2 ** min(max(0, attempt - 1), 30))
-
-    async def _wait(self, seconds: float) -> bool:
-        """Wait, or return True at once if stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+    async def _before_publish_retry(self) -> bool:
+        """A broker that came back empty gets the checkpoint back before a publish retry."""
+        return self.state is None or not await self._checkpoint.lost() \
+            or await self._reseed(self.state)

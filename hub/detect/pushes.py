@@ -17,6 +17,10 @@ The rules, enforced by :class:`Pushes` and :func:`hold_back` and applied by
   the next scan, started after the push, sees it anew.
 * What a push applies is diffed against the model's own state only (``diff`` of two
   one-model snapshots), so its cost does not grow with the registry.
+* **A pushed fact applies only if MLflow sent it after the hub last read its model** (the
+  scan that last applied it, a re-read, or an applied fact later than both; see
+  :meth:`Pushes.read_at` and :func:`hub.detect.facts.fresh`): an older one, a late retry or
+  one overtaken by a newer push, is in the state already or superseded, and re-reads instead.
 """
 
 from __future__ import annotations
@@ -79,6 +83,28 @@ class Pushes:
         self._in_flight: Counter[str] = Counter()
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: Counter[str] = Counter()
+        self._scanned_at = 0.0  # unix seconds: the start of the scan last applied
+        self._read_at: dict[str, float] = {}  # models known as of a later time than that
+
+    def read_at(self, name: str) -> float:
+        """Since when (unix seconds) the state held for ``name`` is known; 0 if unknown."""
+        return self._read_at.get(name, self._scanned_at)
+
+    def read(self, name: str, at: float) -> None:
+        """``name``'s state is known as of ``at`` (a re-read started then, or a fact sent then
+        was applied)."""
+        self._read_at[name] = max(self.read_at(name), at)
+
+    def scanned(self, at: float, held: set[str]) -> None:
+        """A scan started at ``at`` was applied, except for the ``held`` models."""
+        kept = {name: self.read_at(name) for name in held}
+        self._read_at = {n: t for n, t in self._read_at.items() if t > at} | kept
+        self._scanned_at = max(self._scanned_at, at)
+
+    def unread(self) -> None:
+        """The state was dropped (stood down): nothing is known to be read until a scan."""
+        self._scanned_at = 0.0
+        self._read_at.clear()
 
     def mark(self) -> int:
         """The current mark: a scan started now remembers it (see :meth:`held`)."""

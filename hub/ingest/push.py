@@ -1,13 +1,14 @@
 """``POST /ingest/mlflow``: MLflow's own webhooks, turned into events at once (the push path).
 
-A push is only a *trigger*: of its payload the hub uses ``entity``, ``action`` and
-``data.name`` (a model's or a prompt's name: a prompt is a registered model), then re-reads
-that model from the registry (``Detector.refresh_model``) and publishes what changed,
-diffed against that model's state only and without waiting for a full scan
-(:mod:`hub.detect.pushes`). The event is therefore the same one the poll would have
-produced, and no poll publishes it again. Changes MLflow never pushes
-(stage transitions, deletions, descriptions, registered-model tags) are found by the next
-poll, or by the next push about the same model (the whole model is re-read).
+A tag or alias push states its whole change (model, version, key, value): the hub applies
+it to the model state it holds and publishes at once, then re-reads the model shortly after
+(:mod:`hub.detect.facts`). Any other registry push (a creation: its payload lacks the
+creation time, user and status) re-reads that model now (``Detector.refresh_model``). Either
+way the event is the one the poll would have produced, diffed against that model's state
+only and without waiting for a full scan, and no poll publishes it again
+(:mod:`hub.detect.pushes`). Changes MLflow never pushes (stage transitions, deletions,
+descriptions, registered-model tags) are found by the re-read after a push about the same
+model, or by the next full scan.
 
 Checks run in this order: secret configured (403), size (413), signature and timestamp
 (401), already-seen delivery id (200, duplicate), body shape (400), event kind (202/200).
@@ -41,6 +42,7 @@ import structlog
 from aiohttp import web
 
 from hub.config import HubConfig
+from hub.detect.facts import Fact, fact_of
 from hub.errors import SourceError
 from hub.events import Event
 from hub.signing import (
@@ -81,8 +83,8 @@ _SIGNATURE = re.compile(r"[\x20-\x7e]{1,2000}")
 _SHOWN = 100  # longest entity/action echoed into a log line
 
 
-class Refresher(Protocol):
-    async def refresh_model(self, name: str) -> list[Event]: ...
+class PushHandler(Protocol):
+    async def pushed(self, name: str, fact: Fact | None = None) -> list[Event]: ...
 
 
 class IngestHost(Protocol):
@@ -93,7 +95,7 @@ class IngestHost(Protocol):
     def config(self) -> HubConfig: ...
 
     @property
-    def detector(self) -> Refresher | None: ...
+    def detector(self) -> PushHandler | None: ...
 
 
 # --- pure parts ---------------------------------------------------------------------------
@@ -108,6 +110,7 @@ class Push:
     entity: str
     action: str
     name: str | None  # data.name; checked to be a non-empty string for registry events
+    fact: Fact | None = None  # what a tag or alias push states (hub.detect.facts)
 
     @property
     def event(self) -> str:
@@ -132,7 +135,8 @@ def parse_push(body: bytes) -> Push:
     if not isinstance(data, dict):
         raise MalformedPush("'data' must be an object")
     name = data.get("name")
-    push = Push(entity, action, name if isinstance(name, str) else None)
+    push = Push(entity, action, name if isinstance(name, str) else None,
+                fact_of(entity, action, data, obj.get("timestamp")))
     if push.registry and not push.name:
         raise MalformedPush("'data.name' must be a non-empty string")
     return push
@@ -260,7 +264,7 @@ class MlflowIngest:
             return _answer(202, published=0,
                            deferred="no detector in this process; the poll will report it")
         try:
-            events = await detector.refresh_model(push.name)
+            events = await detector.pushed(push.name, push.fact)
         except SourceError as exc:
             log.warning("ingest.deferred", reason="registry_unreachable", error=str(exc),
                         mlflow_event=push.event, model=push.name, delivery_id=delivery_id)

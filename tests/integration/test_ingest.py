@@ -25,6 +25,8 @@ from structlog.testing import capture_logs
 
 from hub.app import Hub, Roles
 from hub.config import HubConfig
+from hub.detect.facts import FRESH_AFTER_S
+from hub.detect.rereads import REREAD_AFTER_S
 from hub.events import IS_PROMPT_TAG
 from hub.ingest.mlflow_webhook import WEBHOOK_EVENTS
 from hub.ingest.push import add_ingest_routes
@@ -215,6 +217,48 @@ async def test_what_mlflow_does_not_push_is_left_to_the_poll(pushed: Pushed) -> 
     (arrival,) = await tail.wait(1)
     assert (arrival.type, arrival.key) == ("model_version.stage_transitioned", "iris")
     assert await hub.detector.poll_once() == []
+
+
+async def test_a_tag_or_alias_push_publishes_from_its_payload_then_a_re_read_follows(
+        pushed: Pushed) -> None:
+    """Sent more than ``FRESH_AFTER_S`` after the hub last read the model, MLflow's tag and
+    alias pushes publish from their payload, the model not read first; the re-read after
+    them publishes what MLflow never pushed (a stage transition made just before), and
+    nothing else: the state the payloads gave was the registry's."""
+    client, tail, detector = pushed.client, pushed.tail, pushed.hub.detector
+    assert detector is not None
+
+    def metric(name: str, **labels: str) -> float | None:
+        return pushed.hub.metrics.registry.get_sample_value(name, labels)
+
+    run_id, source = await asyncio.to_thread(experiment_run, client)
+    await asyncio.to_thread(client.create_registered_model, "iris")
+    await asyncio.to_thread(client.create_model_version, "iris", source, run_id)
+    assert len(await tail.wait(2)) == 2
+    read = time.time()  # the pushes' re-reads ended by now
+    await until(lambda: time.time() > read + FRESH_AFTER_S + 0.1, "the margin after the read")
+    with capture_logs() as logs:
+        await asyncio.to_thread(client.transition_model_version_stage, "iris", "1", "Staging")
+        await asyncio.to_thread(client.set_model_version_tag, "iris", "1", "validated", "true")
+        (tagged,) = await tail.wait(1)
+        (staged,) = await tail.wait(1, timeout_s=REREAD_AFTER_S + 10)
+        read = time.time()
+        await until(lambda: time.time() > read + FRESH_AFTER_S + 0.1, "the margin again")
+        await asyncio.to_thread(client.set_registered_model_alias, "iris", "champion", "1")
+        (aliased,) = await tail.wait(1)
+        await until(lambda: metric("registry_hub_rereads_total") == 2, "the alias's re-read")
+    assert [tagged.type, staged.type, aliased.type] == [
+        "model_version_tag.set", "model_version.stage_transitioned",
+        "model_version_alias.created"]
+    # (events published, the model re-read first): the tag from its payload, the transition
+    # by the re-read after it, the alias from its payload (its re-read found nothing new)
+    assert published(logs) == [(1, False), (1, True), (1, False)]
+    assert metric("registry_hub_pushes_total", how="payload") == 2
+    assert await detector.poll_once() == []
+
+
+def published(logs: Sequence[Mapping[str, Any]]) -> list[tuple[int, bool]]:
+    return [(e["events"], e["reread"]) for e in logs if e["event"] == "detector.published"]
 
 
 async def test_prompt_pushes_publish_prompt_events_and_a_flip_is_no_deletion(

@@ -1,6 +1,6 @@
 """Building blocks of the ingest route's unit tests (``POST /ingest/mlflow``): MLflow's
 signing scheme, implemented independently of the hub's; signed pushes; a stub hub whose
-detector records ``refresh_model`` calls; the route served by aiohttp on 127.0.0.1; and raw
+detector records ``pushed`` calls; the route served by aiohttp on 127.0.0.1; and raw
 requests on the socket."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub.config import HubConfig
+from hub.detect.facts import Fact
 from hub.events import Event
 from hub.ingest.push import add_ingest_routes
 
@@ -48,10 +49,12 @@ def push(entity: str = "model_version", action: str = "created", **data: Any) ->
 @dataclass
 class FakeDetector:
     calls: list[str] = field(default_factory=list)
+    facts: list[Fact | None] = field(default_factory=list)
     error: Exception | None = None
 
-    async def refresh_model(self, name: str) -> list[Event]:
+    async def pushed(self, name: str, fact: Fact | None = None) -> list[Event]:
         self.calls.append(name)
+        self.facts.append(fact)
         if self.error is not None:
             raise self.error
         return [Event(id=f"ev-{len(self.calls)}", type="model_version.created", model=name,

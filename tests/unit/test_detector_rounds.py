@@ -5,6 +5,7 @@ MLflow server. The same rules against real ones: tests/integration/test_detector
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -28,10 +29,13 @@ IRIS = ModelState("iris", 1, versions={"1": VersionState("1", 2, run_id="r1")})
 
 
 def detector(scanner: StaticScanner, sink: MemorySink, checkpoint: MemoryCheckpoint,
-             config: DetectorConfig = FAST) -> Detector:
+             config: DetectorConfig = FAST, *, clock: Callable[[], datetime] | None = None,
+             reread_after_s: float = 3600) -> Detector:
+    """A detector over the in-memory edges; its re-reads after a pushed fact wait an hour
+    unless asked otherwise (never, within a test)."""
     return Detector(config, scanner=scanner, sink=sink, checkpoint=checkpoint,
                     tracking_uri="http://user:pw@mlflow.example", metrics=Metrics(),
-                    clock=lambda: NOW)
+                    clock=clock or (lambda: NOW), reread_after_s=reread_after_s)
 
 
 def kinds(events: list[Event]) -> list[tuple[str, str, str | None]]:

@@ -1,7 +1,7 @@
 """``POST /ingest/mlflow``: what a push does, on a real aiohttp server on 127.0.0.1.
 
 The unit under test is the request handling, so the hub behind it is a stub whose detector
-records ``refresh_model`` calls (``tests/support/ingest.py``); the real detector behind real
+records ``pushed`` calls (``tests/support/ingest.py``); the real detector behind real
 MLflow pushes is in ``tests/integration/test_ingest.py``. Here: which pushes refresh a model
 and what is answered, unknown and malformed pushes, replayed deliveries, a process without a
 detector or without its registry. Signatures are in test_ingest_auth.py, body limits and

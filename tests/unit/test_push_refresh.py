@@ -7,7 +7,9 @@ interleaving reachable without sleeping."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ import hub.detect.detector as detector_module
 from hub.detect.checkpoint import DetectorState
 from hub.detect.detector import Detector
 from hub.detect.diff import apply
+from hub.detect.facts import Fact
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.events import Change, Event, EventType
 from hub.testing import MemoryCheckpoint, MemorySink, StaticScanner
@@ -62,9 +65,9 @@ class SteppedScanner(StaticScanner):
         return seen
 
 
-async def started(scanner: SteppedScanner, sink: MemorySink, checkpoint: MemoryCheckpoint
-                  ) -> Detector:
-    hub_detector = detector(scanner, sink, checkpoint)
+async def started(scanner: SteppedScanner, sink: MemorySink, checkpoint: MemoryCheckpoint,
+                  clock: Callable[[], datetime] | None = None) -> Detector:
+    hub_detector = detector(scanner, sink, checkpoint, clock=clock)
     assert await hub_detector.poll_once() == []  # the baseline
     return hub_detector
 
@@ -276,13 +279,37 @@ async def release(scanner: SteppedScanner, push: asyncio.Task[Any]) -> None:
     scanner.held_reads.clear()
 
 
-async def interleave(history: list[Snapshot], steps: list[str], names: list[int]) -> None:
+Check = Callable[[list[Snapshot], list[list[Event]]], Snapshot]
+Facts = Callable[[Snapshot, Snapshot, float], list[Fact]]
+
+
+async def interleave(history: list[Snapshot], steps: list[str], names: list[int], *,
+                     check: Check = replay_in_order, facts: Facts | None = None) -> None:
+    """Run ``steps`` against a registry moving through ``history`` (the clock moves 2 s a
+    step). With ``facts``, each registry change sends the facts MLflow would push about it;
+    a "fact" step delivers one not yet delivered (any of them: out of order), a "late" step
+    one delivered before, again (a retry)."""
     checkpoint = MemoryCheckpoint(DetectorState(history[0], {}, EPOCH))
     scanner, sink = SteppedScanner(history[0]), MemorySink()
-    hub_detector = await started(scanner, sink, checkpoint)
+    now = [1_800_000_000.0]
+    hub_detector = await started(scanner, sink, checkpoint,
+                                 lambda: datetime.fromtimestamp(now[0], UTC))
     at, poll, held = 0, None, None  # held: a push that has read and waits to apply
+    outbox: list[Fact] = []  # sent by MLflow, not delivered yet
+    delivered: list[Fact] = []
     for i, step in enumerate(steps):
         name = NAMES[names[i % len(names)]]
+        now[0] += 2
+        if step == "fact" and outbox and (fact := outbox[names[i % len(names)] % len(
+                outbox)]).name not in scanner.held_reads:
+            outbox.remove(fact)
+            delivered.append(fact)
+            await hub_detector.pushed(fact.name, fact)
+        elif step == "late" and delivered and (late := delivered[i * 7 % len(
+                delivered)]).name not in scanner.held_reads:
+            await hub_detector.pushed(late.name, late)
+        if step == "next" and at + 1 < len(history) and facts is not None:
+            outbox.extend(facts(history[at], history[at + 1], now[0]))
         if step == "next" and at + 1 < len(history):
             at += 1
             scanner.snapshot = history[at]
@@ -310,7 +337,7 @@ async def interleave(history: list[Snapshot], steps: list[str], names: list[int]
     scanner.snapshot = history[-1]
     await hub_detector.poll_once()
     assert await hub_detector.poll_once() == []
-    final = replay_in_order(history, sink.batches)
+    final = check(history, sink.batches)
     assert final == history[-1]
     assert len({e.id for e in sink.events}) == len(sink.events)
     assert hub_detector.state is not None and hub_detector.state.snapshot == history[-1]
