@@ -352,6 +352,7 @@ def p50_of(pairs: list[tuple[float, float]]) -> float:
 
 async def run_phase(phase: str, *, client: Any, server_url: str, bootstrap: str,
                     receiver: Receiver, args: argparse.Namespace) -> dict[str, Any]:
+    from hub import heap
     from hub.app import Hub, Roles
 
     push = phase == "push"
@@ -375,6 +376,7 @@ async def run_phase(phase: str, *, client: Any, server_url: str, bootstrap: str,
             await hub.worker.wait_ready(60)
             await until(lambda: hub.detector is not None and hub.detector.state is not None,
                         "the detector's first poll (leader election + baseline)", 60)
+            heap.settle()  # as ``registry-hub run`` does once ready (hub/cli.py)
             if push:
                 hook = await asyncio.to_thread(
                     client.create_webhook, "registry-hub", f"{hub.admin.url}/ingest/mlflow",

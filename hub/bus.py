@@ -109,12 +109,15 @@ class Producer(Protocol):
         ...
 
 
-def new_producer(config: KafkaConfig, bootstrap_servers: str, **extra: Any) -> AIOKafkaProducer:
+def new_producer(config: KafkaConfig, bootstrap_servers: str, *, linger_ms: int = 5,
+                 **extra: Any) -> AIOKafkaProducer:
+    """``linger_ms``: how long a send may wait for others to share its request; 0 where each
+    write is waited on and latency counts (the detector's events and checkpoint)."""
     return AIOKafkaProducer(
         **connection_options(config, bootstrap_servers),
         acks="all",
         enable_idempotence=config.enable_idempotence,
-        linger_ms=5,
+        linger_ms=linger_ms,
         **extra,
     )
 
@@ -155,7 +158,8 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Publisher:
-        self._producer = await start_producer(self._config, self._bootstrap)
+        # no linger: a push's event leaves as soon as it is stamped (the push path's latency)
+        self._producer = await start_producer(self._config, self._bootstrap, linger_ms=0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 import structlog
 
+from hub import heap
 from hub import logging as hub_logging
 from hub.app import Hub, Roles
 from hub.config import HubConfig
@@ -136,6 +137,11 @@ def _watchdog(deadline_s: float) -> threading.Timer:
     return timer
 
 
+async def _ready_then_settle(hub: Hub, started: float) -> None:
+    await report_readiness(hub, started=started)
+    heap.settle()  # imports and MLflow's client are loaded: keep them out of GC pauses
+
+
 async def _serve(config: HubConfig, roles: Roles, started: float) -> int:
     loop = asyncio.get_running_loop()
     watchdog: threading.Timer | None = None
@@ -156,7 +162,7 @@ async def _serve(config: HubConfig, roles: Roles, started: float) -> int:
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal)
-            readiness = asyncio.create_task(report_readiness(hub, started=started))
+            readiness = asyncio.create_task(_ready_then_settle(hub, started))
             try:
                 await hub.run()
             finally:

@@ -87,7 +87,7 @@ class KafkaCheckpoint:
 
     async def __aenter__(self) -> KafkaCheckpoint:
         await ensure_topics(self._config, self._bootstrap, [self.topic_spec])
-        self._producer = await start_producer(self._config, self._bootstrap,
+        self._producer = await start_producer(self._config, self._bootstrap, linger_ms=0,
                                               compression_type="gzip",
                                               max_request_size=8 * 1024 * 1024)
         self._probe = AIOKafkaConsumer(**connection_options(self._config, self._bootstrap),

@@ -55,6 +55,8 @@ def test_run_with_no_config_watches_local_sqlite_and_prints_each_change(
     assert f"kept in {tmp_path.resolve() / '.registry-hub'}" in ready, ready
     assert "1 subscription(s): console" in ready and "admin http://127.0.0.1:" in ready, ready
     hub.log_line("detector.baseline", 0)  # the ready line waits for the first scan
+    settled = hub.log_line("hub.heap_settled")  # once ready: MLflow's objects out of GC pauses
+    assert int(re.search(r"frozen_objects=(\d+)", settled)[1]) > 50_000, settled  # type: ignore[index]
     db = tmp_path / "mlflow.db"
     assert db.is_file(), "the hub should watch (and create) ./mlflow.db in its working directory"
 
