@@ -35,7 +35,7 @@ from hub.detect.cadence import next_interval
 from hub.detect.checkpoint import Checkpoint, DetectorState
 from hub.detect.diff import diff
 from hub.detect.facts import Fact, fresh
-from hub.detect.pushes import Gate, Pushes, hold_back
+from hub.detect.pushes import Gate, Pushes, hold_back, narrowed
 from hub.detect.recent import RecentEvents
 from hub.detect.rereads import REREAD_AFTER_S, Rereads
 from hub.detect.snapshot import ModelState, Snapshot
@@ -200,8 +200,8 @@ class Detector:
     async def _reconcile(self, current: Snapshot, since: int, scan_at: float) -> list[Event]:
         """Publish what the scan found, except for models pushes may have seen after it
         (:func:`hub.detect.pushes.hold_back`). The diff runs outside the gate, so pushes go
-        on meanwhile; if one applied or started meanwhile, the diff is taken again (under
-        the gate this time, where no push can race it)."""
+        on meanwhile; if one applied or started meanwhile, the models it may concern are
+        diffed again, under the gate (:func:`hub.detect.pushes.narrowed`)."""
         base, held = self.state, self._pushes.held(since)
         if base is None:
             return []  # forgotten (stood down) meanwhile
@@ -215,10 +215,9 @@ class Detector:
         async with self._gate.exclusive():
             if self.state is None:
                 return []
-            held = self._pushes.held(since)
-            target = hold_back(self.state.snapshot, current, held)
-            changes = await asyncio.to_thread(diff, self.state.snapshot, target)
-            return await self._scanned(self.state, target, changes, scan_at, held)
+            later = self._pushes.held(since)
+            target, changes = narrowed(self.state.snapshot, current, changes, later)
+            return await self._scanned(self.state, target, changes, scan_at, later)
 
     async def _scanned(self, base: DetectorState, target: Snapshot, changes: list[Change],
                        scan_at: float, held: set[str]) -> list[Event]:

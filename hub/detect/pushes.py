@@ -30,7 +30,9 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 
+from hub.detect.diff import diff
 from hub.detect.snapshot import ModelState, Snapshot
+from hub.events import Change
 
 
 class Gate:
@@ -164,3 +166,21 @@ def hold_back(previous: Snapshot, current: Snapshot, held: set[str]) -> Snapshot
         else:
             models[name] = kept
     return Snapshot(models)
+
+
+def narrowed(state: Snapshot, current: Snapshot, changes: list[Change], held: set[str]
+             ) -> tuple[Snapshot, list[Change]]:
+    """``hold_back(state, current, held)`` and its diff from ``state``, given ``changes``: the
+    poll's diff taken before pushes held more models and moved ``state`` in held models only.
+    Any other model ``changes`` does not concern is as the scan saw it in ``state`` already,
+    unless it is new to ``state`` (a held model's new name, left out or not by its creation
+    time): so only the held, the new and the models ``changes`` concerns are diffed again,
+    and a push waiting for the gate waits for a few models' diff, not the registry's (1 s at
+    100,000 versions). Pure; equal to diffing the whole registry again (property-tested)."""
+    near = held | (current.models.keys() - state.models.keys()) | {c.model for c in changes} \
+        | {c.data["previous_name"] for c in changes if "previous_name" in c.data}  # renames
+    before = Snapshot({n: state.models[n] for n in near if n in state.models})
+    part = hold_back(before, Snapshot({n: current.models[n] for n in near
+                                       if n in current.models}), held)
+    kept = {n: m for n, m in state.models.items() if n not in near}
+    return Snapshot({**kept, **part.models}), diff(before, part)
