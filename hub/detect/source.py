@@ -26,9 +26,11 @@ a quiet snapshot with models missing.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
@@ -46,6 +48,8 @@ READ_THREADS = 4
 """Threads for one-model re-reads (pushes): two per re-read, so two pushes at once."""
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 PROMPTS = f"tags.`{PROMPT_TAG}` = 'true'"
+Version = tuple[str, VersionState]  # (model name, version)
+R = TypeVar("R")
 """The search filter MLflow 3 stores need to include prompts (servers up to 2.20 honour it
 as a plain tag filter)."""
 
@@ -126,6 +130,8 @@ class RegistrySource:
         return snapshot
 
     def _scan_sync(self) -> Snapshot:
+        """Every page is turned into snapshot values as it arrives, so MLflow's entities for
+        one page at a time are alive, not the registry's (100 MB at 100,000 versions)."""
         store = self.store
         if self._config.per_model_scan:
             models = self._models(store)
@@ -138,34 +144,41 @@ class RegistrySource:
                 raise SourceError(impossible_answer(self._where, models, missing))
         return build_snapshot(models, versions)
 
-    def _models(self, store: Any) -> list[Any]:
-        return self._merged(lambda query, token: store.search_registered_models(
-            filter_string=query, max_results=self._config.page_size, page_token=token))
-
-    def _all_versions(self, store: Any) -> list[Any]:
-        return self._merged(lambda query, token: store.search_model_versions(
-            filter_string=query, max_results=self._config.page_size * 10, page_token=token))
-
-    def _merged(self, search: Callable[[str | None, str | None], Any]) -> list[Any]:
-        """Everything ``search`` finds unfiltered, plus the prompts (once each)."""
-        found = {_key(e): e for e in _pages(lambda token: search(None, token))}
-        if self._prompt_filters:
-            for entity in _pages(lambda token: search(PROMPTS, token)):
-                found.setdefault(_key(entity), entity)
+    def _models(self, store: Any) -> list[ModelState]:
+        found = self._merged(lambda query, token: store.search_registered_models(
+            filter_string=query, max_results=self._config.page_size, page_token=token),
+            model_of, lambda m: (m.name, ""))
         return list(found.values())
 
-    def _versions(self, store: Any, model: Any) -> list[Any]:
+    def _all_versions(self, store: Any) -> list[Version]:
+        found = self._merged(lambda query, token: store.search_model_versions(
+            filter_string=query, max_results=self._config.page_size * 10, page_token=token),
+            version_of, lambda v: (v[0], v[1].version))
+        return list(found.values())
+
+    def _merged(self, search: Callable[[str | None, str | None], Any],
+                convert: Callable[[Any], R], key: Callable[[R], tuple[str, str]]
+                ) -> dict[tuple[str, str], R]:
+        """Everything ``search`` finds unfiltered, plus the prompts (once each), converted
+        page by page."""
+        found = {key(r): r for r in map(convert, _pages(lambda token: search(None, token)))}
+        if self._prompt_filters:
+            for record in map(convert, _pages(lambda token: search(PROMPTS, token))):
+                found.setdefault(key(record), record)
+        return found
+
+    def _versions(self, store: Any, model: ModelState) -> list[Version]:
         """One model's versions (prompt versions too, for a prompt)."""
         by_name = name_filter(model.name)
         if by_name is None:  # both kinds of quote in the name: pick it out of all versions
-            return [mv for mv in self._all_versions(store) if mv.name == model.name]
+            return [v for v in self._all_versions(store) if v[0] == model.name]
         queries = [by_name]
-        if self._prompt_filters and _is_prompt(model):
+        if self._prompt_filters and _prompt_tagged(model.tags):
             queries.append(f"{by_name} AND {PROMPTS}")
-        found: dict[tuple[str, str], Any] = {}
+        found: dict[str, Version] = {}
         for query in queries:
-            for mv in self._version_pages(store, query):
-                found.setdefault(_key(mv), mv)
+            for v in map(version_of, self._version_pages(store, query)):
+                found.setdefault(v[1].version, v)
         return list(found.values())
 
     def _version_pages(self, store: Any, query: str) -> Iterator[Any]:
@@ -185,29 +198,29 @@ class RegistrySource:
             self._read(self._named_versions_sync, store, name, False))
         if model is None:
             return None
-        if self._prompt_filters and _is_prompt(model):
+        if self._prompt_filters and _prompt_tagged(model.tags):
             more = await self._read(self._named_versions_sync, store, name, True)
-            versions = list({_key(v): v for v in [*more, *versions]}.values())
+            versions = list({v[1].version: v for v in [*more, *versions]}.values())
         return build_snapshot([model], versions).models.get(name)
 
     @staticmethod
-    def _model_sync(store: Any, name: str) -> Any:
+    def _model_sync(store: Any, name: str) -> ModelState | None:
         from mlflow.exceptions import MlflowException
 
         try:
-            return store.get_registered_model(name)
+            return model_of(store.get_registered_model(name))
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
 
-    def _named_versions_sync(self, store: Any, name: str, prompts: bool) -> list[Any]:
+    def _named_versions_sync(self, store: Any, name: str, prompts: bool) -> list[Version]:
         """``name``'s versions (with ``prompts``, its prompt versions)."""
         by_name = name_filter(name)
         if by_name is None:  # both kinds of quote in the name: pick it out of all versions
-            return [] if prompts else [mv for mv in self._all_versions(store) if mv.name == name]
+            return [] if prompts else [v for v in self._all_versions(store) if v[0] == name]
         query = f"{by_name} AND {PROMPTS}" if prompts else by_name
-        return list(self._version_pages(store, query))
+        return list(map(version_of, self._version_pages(store, query)))
 
 
 def name_filter(name: str) -> str | None:
@@ -241,10 +254,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def orphans(models: list[Any], versions: list[Any]) -> list[str]:
+def orphans(models: list[ModelState], versions: list[Version]) -> list[str]:
     """Names of models that have versions in ``versions`` but are not in ``models``."""
     known = {m.name for m in models}
-    return sorted({mv.name for mv in versions} - known)
+    return sorted({name for name, _ in versions} - known)
 
 
 def impossible_answer(where: str, models: list[Any], missing: list[str]) -> str:
@@ -267,10 +280,6 @@ def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
             return
 
 
-def _key(entity: Any) -> tuple[str, str]:
-    return (entity.name, str(getattr(entity, "version", "")))
-
-
 def _tags(entity: Any) -> dict[str, str]:
     """All tags: MLflow 3's ``RegisteredModel.tags`` hides ``mlflow.prompt.is_prompt``,
     which tells a prompt from a model."""
@@ -278,12 +287,40 @@ def _tags(entity: Any) -> dict[str, str]:
     return dict(raw if isinstance(raw, dict) else entity.tags or {})
 
 
-def _is_prompt(model: Any) -> bool:
-    return str(_tags(model).get(PROMPT_TAG, "")).lower() == "true"
+def _prompt_tagged(tags: dict[str, str]) -> bool:
+    return str(tags.get(PROMPT_TAG, "")).lower() == "true"
 
 
-def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
-    """Assemble MLflow entities into a snapshot.
+def version_of(mv: Any) -> Version:
+    """An MLflow ``ModelVersion`` as (its model's name, its state). The few strings every
+    version repeats (status, stage, tag keys) are interned: one copy each, not 100,000."""
+    return (mv.name, VersionState(
+        version=str(mv.version),
+        creation_timestamp=int(mv.creation_timestamp or 0),
+        run_id=mv.run_id or None,
+        source=mv.source or None,
+        user_id=mv.user_id or None,
+        status=sys.intern(str(mv.status or "READY")),
+        stage=sys.intern(str(getattr(mv, "current_stage", None) or "None")),
+        description=mv.description or None,
+        tags={sys.intern(k): v for k, v in _tags(mv).items()},
+    ))
+
+
+def model_of(rm: Any) -> ModelState:
+    """An MLflow ``RegisteredModel`` as a state without versions, and with every alias it
+    lists (:func:`build_snapshot` keeps those whose version it has)."""
+    return ModelState(
+        name=rm.name,
+        creation_timestamp=int(rm.creation_timestamp or 0),
+        description=rm.description or None,
+        tags={sys.intern(k): v for k, v in _tags(rm).items()},
+        aliases=dict(_aliases(rm.aliases)),
+    )
+
+
+def build_snapshot(models: list[ModelState], versions: list[Version]) -> Snapshot:
+    """Put versions into their models.
 
     Models and versions come from two queries, so a version may belong to a model created
     after the model query: it is left for the next scan, which sees both. Aliases come from
@@ -292,31 +329,13 @@ def build_snapshot(models: list[Any], versions: list[Any]) -> Snapshot:
     Catalog) gives every version the stage ``"None"``.
     """
     by_model: dict[str, dict[str, VersionState]] = {}
-    for mv in versions:
-        v = VersionState(
-            version=str(mv.version),
-            creation_timestamp=int(mv.creation_timestamp or 0),
-            run_id=mv.run_id or None,
-            source=mv.source or None,
-            user_id=mv.user_id or None,
-            status=str(mv.status or "READY"),
-            stage=str(getattr(mv, "current_stage", None) or "None"),
-            description=mv.description or None,
-            tags=_tags(mv),
-        )
-        by_model.setdefault(mv.name, {})[v.version] = v
+    for name, v in versions:
+        by_model.setdefault(name, {})[v.version] = v
     states = []
-    for rm in models:
-        vs = by_model.get(rm.name, {})
-        aliases = {alias: version for alias, version in _aliases(rm.aliases) if version in vs}
-        states.append(ModelState(
-            name=rm.name,
-            creation_timestamp=int(rm.creation_timestamp or 0),
-            description=rm.description or None,
-            tags=_tags(rm),
-            aliases=aliases,
-            versions=vs,
-        ))
+    for model in models:
+        vs = by_model.get(model.name, {})
+        aliases = {alias: version for alias, version in model.aliases.items() if version in vs}
+        states.append(replace(model, versions=vs, aliases=aliases))
     return Snapshot.of(states)
 
 
