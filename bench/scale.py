@@ -242,15 +242,18 @@ async def mutate(client: Any, prefix: str, count: int, models: int, args: argpar
 
 async def push_phase(client: Any, hub: HubProcess, receiver: Receiver, label: str,
                      models: int, args: argparse.Namespace) -> dict[str, Any]:
+    # keys new to this run: a reused registry (--db) has the last run's tags, and setting a
+    # tag to the value it has is no change: MLflow pushes it, the hub rightly publishes nothing
+    run = time.strftime("%H%M%S")
     hooks = [await asyncio.to_thread(client.create_webhook, name, url, [EVENT], None, secret)
              for name, url, secret in (
                  ("registry-hub", f"{hub.admin}/ingest/mlflow", INGEST_SECRET),
                  ("direct-receiver", receiver.url + MLFLOW_PATH, DIRECT_SECRET))]
     try:
         if args.warmup:  # first connections: MLflow -> hub, hub -> Kafka -> receiver
-            warm = await mutate(client, f"warm_{label}_", args.warmup, models, args)
-            await receiver.wait(HUB_PATH, f"warm_{label}_", len(warm), 60)
-        prefix = f"lat_{label}_"
+            warm = await mutate(client, f"warm_{label}_{run}_", args.warmup, models, args)
+            await receiver.wait(HUB_PATH, f"warm_{label}_{run}_", len(warm), 60)
+        prefix = f"lat_{label}_{run}_"
         print(f"  {label}: {args.mutations} mutations every {args.interval} s ...", flush=True)
         calls = await mutate(client, prefix, args.mutations, models, args)
         via_hub = await receiver.wait(HUB_PATH, prefix, len(calls), 120)
