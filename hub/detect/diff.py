@@ -71,12 +71,14 @@ def _renames(previous: Snapshot, current: Snapshot) -> dict[str, str]:
 def _model_changes(old: ModelState | None, new: ModelState | None) -> list[Change]:
     if new is None:
         return [] if old is None else _as_kind(old, [_model_deleted(old)])
+    if old == new:  # the common case, and nothing to build for it
+        return []
+    if old is not None and old.creation_timestamp == new.creation_timestamp:
+        return _as_kind(new, _kept_model_changes(old, new))
     created = _as_kind(new, [_model_created(new), *_body_changes(_empty_like(new), new)])
     if old is None:
         return created
-    if old.creation_timestamp != new.creation_timestamp:  # deleted and re-created
-        return [*_as_kind(old, [_model_deleted(old)]), *created]
-    return _as_kind(new, _kept_model_changes(old, new))
+    return [*_as_kind(old, [_model_deleted(old)]), *created]  # deleted and re-created
 
 
 def _as_kind(model: ModelState, changes: list[Change]) -> list[Change]:
@@ -215,6 +217,8 @@ def _alias_change(kind: EventType, model: str, alias: str, version: str,
 
 
 def _version_changes(model: str, before: VersionState, after: VersionState) -> list[Change]:
+    if before == after:
+        return []
     base = _lineage(model, after)
     out: list[Change] = []
     if before.status != after.status:
