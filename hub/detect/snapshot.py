@@ -16,7 +16,7 @@ def version_sort_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VersionState:
     version: str
     creation_timestamp: int
@@ -50,7 +50,7 @@ class VersionState:
         return cls(**{**raw, "tags": dict(raw.get("tags") or {})})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelState:
     name: str
     creation_timestamp: int
@@ -88,7 +88,7 @@ class ModelState:
         return [self.versions[k] for k in sorted(self.versions, key=version_sort_key)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     models: dict[str, ModelState] = field(default_factory=dict)
 

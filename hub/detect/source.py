@@ -64,6 +64,7 @@ class RegistrySource:
         self._read_store: Any = None
         self._client: Any = None
         self._where = redact_url(config.registry)
+        self._last = Snapshot()  # the last scan (see _scan_sync)
         self._prompt_filters = not config.registry.startswith(("databricks-uc", "uc:"))
 
     async def __aenter__(self) -> RegistrySource:
@@ -131,18 +132,32 @@ class RegistrySource:
 
     def _scan_sync(self) -> Snapshot:
         """Every page is turned into snapshot values as it arrives, so MLflow's entities for
-        one page at a time are alive, not the registry's (100 MB at 100,000 versions)."""
+        one page at a time are alive, not the registry's (100 MB at 100,000 versions); and a
+        version or model as the last scan had it is that scan's object again (the detector
+        holds those), so a scan of an unchanged registry adds next to nothing to memory."""
         store = self.store
         if self._config.per_model_scan:
             models = self._models(store)
-            return build_snapshot(models, [v for m in models for v in self._versions(store, m)])
-        models, versions = self._models(store), self._all_versions(store)
-        if missing := orphans(models, versions):
-            # a model created between the two searches shows up in a second reading
+            versions = [v for m in models for v in self._versions(store, m)]
+        else:
             models, versions = self._models(store), self._all_versions(store)
             if missing := orphans(models, versions):
-                raise SourceError(impossible_answer(self._where, models, missing))
-        return build_snapshot(models, versions)
+                # a model created between the two searches shows up in a second reading
+                models, versions = self._models(store), self._all_versions(store)
+                if missing := orphans(models, versions):
+                    raise SourceError(impossible_answer(self._where, models, missing))
+        last = self._last.models
+        snapshot = build_snapshot(models, versions)
+        self._last = Snapshot({n: last[n] if last.get(n) == m else m
+                               for n, m in snapshot.models.items()})
+        return self._last
+
+    def _known(self, version: Version) -> Version:
+        """``version``, or the last scan's equal object."""
+        name, state = version
+        model = self._last.models.get(name)
+        known = model.versions.get(state.version) if model is not None else None
+        return (name, known) if known == state else version
 
     def _models(self, store: Any) -> list[ModelState]:
         found = self._merged(lambda query, token: store.search_registered_models(
@@ -153,7 +168,7 @@ class RegistrySource:
     def _all_versions(self, store: Any) -> list[Version]:
         found = self._merged(lambda query, token: store.search_model_versions(
             filter_string=query, max_results=self._config.page_size * 10, page_token=token),
-            version_of, lambda v: (v[0], v[1].version))
+            lambda mv: self._known(version_of(mv)), lambda v: (v[0], v[1].version))
         return list(found.values())
 
     def _merged(self, search: Callable[[str | None, str | None], Any],
@@ -177,7 +192,7 @@ class RegistrySource:
             queries.append(f"{by_name} AND {PROMPTS}")
         found: dict[str, Version] = {}
         for query in queries:
-            for v in map(version_of, self._version_pages(store, query)):
+            for v in (self._known(version_of(mv)) for mv in self._version_pages(store, query)):
                 found.setdefault(v[1].version, v)
         return list(found.values())
 

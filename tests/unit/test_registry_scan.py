@@ -141,3 +141,22 @@ def test_registry_uri_defaults_to_the_environment_then_the_tracking_uri(
     assert config.registry == "databricks-uc" and config.per_model_scan
     assert not MlflowConfig(tracking_uri="databricks", scan_mode="registry").per_model_scan
     assert MlflowConfig(tracking_uri="http://t", scan_mode="per_model").per_model_scan
+
+
+@pytest.mark.parametrize("per_model", [False, True])
+async def test_a_scan_shares_what_did_not_change_with_the_last_one(per_model: bool) -> None:
+    """Unchanged models and versions come back as the last scan's objects (the detector
+    holds those: no second copy of a quiet registry); what changed is new."""
+    store = Store([model("iris"), model("wine")],
+                  [version("iris", 1), version("iris", 2), version("wine", 1)])
+    cfg = MlflowConfig(tracking_uri="http://mlflow.test:5000",
+                       scan_mode="per_model" if per_model else "registry")
+    async with Source(cfg, store) as source:
+        first = await source.scan()
+        store.versions[1] = version("iris", 2, stage="Production")
+        second = await source.scan()
+    assert second.models["wine"] is first.models["wine"]
+    iris, before = second.models["iris"], first.models["iris"]
+    assert iris is not before and iris.versions["2"].stage == "Production"
+    assert iris.versions["1"] is before.versions["1"]
+    assert iris.versions["2"] is not before.versions["2"]
