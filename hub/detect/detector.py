@@ -236,7 +236,8 @@ class Detector:
                 self._metrics.pushes.labels("payload").inc()
                 self._rereads.schedule(name)
                 return events
-        self._metrics.pushes.labels("read").inc()
+        if self.state is not None and not self._stopping.is_set():  # else refresh reads nothing
+            self._metrics.pushes.labels("read").inc()
         return await self.refresh_model(name)
 
     async def _apply_fact(self, fact: Fact) -> list[Event] | None:

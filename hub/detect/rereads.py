@@ -35,10 +35,6 @@ class Rereads:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def __len__(self) -> int:
-        """Re-reads waiting or running."""
-        return len(self._tasks)
-
     async def _run(self, name: str) -> None:
         try:
             await asyncio.sleep(self._delay_s)
