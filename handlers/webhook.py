@@ -40,7 +40,7 @@ from pydantic import ConfigDict, Field, HttpUrl, SecretStr, ValidationInfo, fiel
 
 from hub.errors import PluginError
 from hub.events import Event
-from hub.http import find_refusal, parse_retry_after
+from hub.http import RedirectRefused, find_refusal, parse_retry_after
 from hub.outcome import Outcome, Status
 from hub.plugins import HandlerContext, HandlerOptions
 from hub.redaction import url_origin
@@ -217,6 +217,8 @@ class WebhookHandler:
 
     def _connection_outcome(self, exc: aiohttp.ClientError, latency: float) -> Outcome:
         refusal = find_refusal(exc)
+        if isinstance(refusal, RedirectRefused):  # an answer, not a refused connection
+            return Outcome.failed(str(refusal), http_status=refusal.status, latency_s=latency)
         if refusal is not None:
             log.warning("webhook.refused", subscription=self.name, url=self._where,
                         address=refusal.address)

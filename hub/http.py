@@ -20,11 +20,14 @@ proxies from the environment (``trust_env=False``): a proxy would be the peer we
 
 Sessions never follow redirects either, whatever a caller (or a library such as slack-sdk)
 asks: a redirect would re-send the request, custom headers included, to a host nobody
-configured, and turn a POST into a GET that "succeeds". Where aiohttp would follow one, the
-session's trace hook raises :class:`RedirectRefused` (an ``aiohttp.ClientError``: "redirect
-to <location> not followed"), which :func:`find_refusal` also finds; handlers treat it,
-like any 3xx answer, as a final failure. Callers passing ``allow_redirects=False`` get the
-3xx response itself; :func:`redirect_detail` words it the same way.
+configured, and turn a POST into a GET that "succeeds". A session middleware
+(:func:`refuse_redirects`) turns every answer aiohttp could follow — 301, 302, 303, 307 or
+308 with a ``Location`` — into :class:`RedirectRefused` (an ``aiohttp.ClientError``:
+"redirect to <location> not followed", with the status), which :func:`find_refusal` also
+finds; handlers treat it, like any 3xx answer, as a final failure. (A middleware, not a
+trace hook: a session with trace configs sends seven trace signals per request, ~35 µs of
+CPU, on every delivery.) A 3xx without a ``Location`` reaches the caller as a response;
+:func:`redirect_detail` words it the same way.
 
 :func:`parse_retry_after` lives here too: any handler talking HTTP may need it.
 """
@@ -87,25 +90,26 @@ class RedirectRefused(aiohttp.ClientError):
         super().__init__(redirect_detail(status, location))
 
 
-async def _refuse_redirect(session: aiohttp.ClientSession, context: object,
-                           params: aiohttp.TraceRequestRedirectParams) -> None:
-    """``on_request_redirect`` runs where aiohttp is about to follow a 3xx; aiohttp closes
-    the response and the request body when this raises."""
-    response = params.response
-    location = response.headers.get("Location")
-    if location:
-        try:
-            location = str(params.url.join(URL(location)))
-        except ValueError:
-            pass  # not a URL: reported as given
+_FOLLOWABLE = frozenset({301, 302, 303, 307, 308})
+
+
+async def refuse_redirects(request: aiohttp.ClientRequest,
+                           handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """Session middleware: an answer aiohttp could follow as a redirect ends the request
+    as :class:`RedirectRefused` (the response is closed), whatever ``allow_redirects`` the
+    caller passed. It runs before aiohttp's own redirect handling, once per request."""
+    response = await handler(request)
+    if response.status not in _FOLLOWABLE:
+        return response
+    location = response.headers.get("Location") or response.headers.get("URI")
+    if location is None:
+        return response  # aiohttp would not follow it either: the caller words the 3xx
+    response.close()
+    try:
+        location = str(request.url.join(URL(location)))
+    except ValueError:
+        pass  # not a URL: reported as given
     raise RedirectRefused(response.status, location)
-
-
-def no_redirects() -> aiohttp.TraceConfig:
-    """A trace config that makes a session refuse to follow any redirect."""
-    trace = aiohttp.TraceConfig()
-    trace.on_request_redirect.append(_refuse_redirect)
-    return trace
 
 
 def parse_networks(cidrs: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
@@ -288,7 +292,7 @@ class HttpClients:
             timeout=self._timeout,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
-            trace_configs=[no_redirects()],
+            middlewares=(refuse_redirects,),
         )
         self._sessions[verify_tls] = created
         return created
@@ -325,8 +329,8 @@ __all__ = [
     "find_refusal",
     "guarded_socket_factory",
     "is_forbidden",
-    "no_redirects",
     "parse_networks",
     "parse_retry_after",
     "redirect_detail",
+    "refuse_redirects",
 ]
