@@ -37,6 +37,7 @@ import structlog
 
 from hub.config import MlflowConfig
 from hub.detect.registry_uri import open_client
+from hub.detect.rest_json import JsonSearch, model_of_json, version_of_json
 from hub.detect.snapshot import ModelState, Snapshot, VersionState
 from hub.errors import SourceError
 from hub.redaction import redact_url
@@ -65,6 +66,7 @@ class RegistrySource:
         self._client: Any = None
         self._where = redact_url(config.registry)
         self._last = Snapshot()  # the last scan (see _scan_sync)
+        self._json: JsonSearch | bool | None = False  # False: not looked at yet
         self._prompt_filters = not config.registry.startswith(("databricks-uc", "uc:"))
 
     async def __aenter__(self) -> RegistrySource:
@@ -134,8 +136,11 @@ class RegistrySource:
         """Every page is turned into snapshot values as it arrives, so MLflow's entities for
         one page at a time are alive, not the registry's (100 MB at 100,000 versions); and a
         version or model as the last scan had it is that scan's object again (the detector
-        holds those), so a scan of an unchanged registry adds next to nothing to memory."""
-        store = self.store
+        holds those), so a scan of an unchanged registry adds next to nothing to memory.
+        A tracking server's pages are read as JSON (:mod:`hub.detect.rest_json`)."""
+        if self._json is False:
+            self._json = JsonSearch.of(self.store)
+        store = self._json or self.store
         if self._config.per_model_scan:
             models = self._models(store)
             versions = [v for m in models for v in self._versions(store, m)]
@@ -160,15 +165,17 @@ class RegistrySource:
         return (name, known) if known == state else version
 
     def _models(self, store: Any) -> list[ModelState]:
+        convert = model_of_json if isinstance(store, JsonSearch) else model_of
         found = self._merged(lambda query, token: store.search_registered_models(
             filter_string=query, max_results=self._config.page_size, page_token=token),
-            model_of, lambda m: (m.name, ""))
+            convert, lambda m: (m.name, ""))
         return list(found.values())
 
     def _all_versions(self, store: Any) -> list[Version]:
+        convert = version_of_json if isinstance(store, JsonSearch) else version_of
         found = self._merged(lambda query, token: store.search_model_versions(
             filter_string=query, max_results=self._config.page_size * 10, page_token=token),
-            lambda mv: self._known(version_of(mv)), lambda v: (v[0], v[1].version))
+            lambda mv: self._known(convert(mv)), lambda v: (v[0], v[1].version))
         return list(found.values())
 
     def _merged(self, search: Callable[[str | None, str | None], Any],
@@ -190,9 +197,10 @@ class RegistrySource:
         queries = [by_name]
         if self._prompt_filters and _prompt_tagged(model.tags):
             queries.append(f"{by_name} AND {PROMPTS}")
+        convert = version_of_json if isinstance(store, JsonSearch) else version_of
         found: dict[str, Version] = {}
         for query in queries:
-            for v in (self._known(version_of(mv)) for mv in self._version_pages(store, query)):
+            for v in (self._known(convert(mv)) for mv in self._version_pages(store, query)):
                 found.setdefault(v[1].version, v)
         return list(found.values())
 

@@ -68,17 +68,18 @@ async def test_mlflow_2_9_server_with_its_own_client(
 
 async def test_per_model_scan_mode_on_the_current_server(
         mlflow_server_factory: Any, detector_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlflow.store.model_registry.rest_store import RestStore
     from mlflow.tracking import MlflowClient
 
-    asked: list[str | None] = []  # a spy: the real search still answers
-    search = RestStore.search_model_versions
+    from hub.detect.rest_json import JsonSearch
+
+    asked: list[str | None] = []  # a spy on the scan's search: the real one still answers
+    search = JsonSearch.search_model_versions
 
     def spy(self: Any, filter_string: str | None = None, *args: Any, **kwargs: Any) -> Any:
         asked.append(filter_string)
         return search(self, filter_string, *args, **kwargs)
 
-    monkeypatch.setattr(RestStore, "search_model_versions", spy)
+    monkeypatch.setattr(JsonSearch, "search_model_versions", spy)
     server = mlflow_server_factory()
     detector = await detector_for(server.url, scan_mode="per_model")
     client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
