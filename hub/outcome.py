@@ -7,10 +7,14 @@ dead-letter and retry topics, log lines and API answers, whichever handler wrote
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
 from hub.redaction import redact_text
+
+_redacted = functools.lru_cache(maxsize=1024)(redact_text)
+"""Most details repeat ("HTTP 200 OK" on every delivery): each is redacted once."""
 
 
 class Status(StrEnum):
@@ -29,7 +33,7 @@ class Outcome:
     latency_s: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "detail", redact_text(self.detail))
+        object.__setattr__(self, "detail", _redacted(self.detail))
 
     @property
     def final(self) -> bool:

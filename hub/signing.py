@@ -18,6 +18,7 @@ No function here reads a clock: timestamps are arguments.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -59,9 +60,16 @@ def standard_headers(
     text = body.decode("utf-8")
     if secrets:
         headers["webhook-signature"] = " ".join(
-            Webhook(secret).sign(msg_id, utc, text) for secret in secrets
+            _signer(secret).sign(msg_id, utc, text) for secret in secrets
         )
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def _signer(secret: str) -> Webhook:
+    """The library's signer for ``secret``, made once (it decodes the key); it keeps no
+    state between signatures."""
+    return Webhook(secret)
 
 
 def check_standard_secret(secret: str) -> None:
@@ -172,8 +180,12 @@ def _iso(moment: datetime) -> str:
     return utc.isoformat().replace("+00:00", "Z")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+"""``json.dumps`` with arguments builds an encoder per call: one, made once."""
+
+
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def standard_body(event: Event) -> bytes:

@@ -41,8 +41,12 @@ def event_from_dict(raw: dict[str, Any]) -> Event:
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+"""``json.dumps`` with arguments builds an encoder per call: one, made once."""
+
+
 def _dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return _ENCODER.encode(value).encode()
 
 
 @dataclass(frozen=True)
