@@ -78,6 +78,7 @@ use_checkout()  # run as a script: make `hub` importable from a checkout
 
 SECRET = "whsec_" + "YmVuY2htYXJrLXNlY3JldC1mb3ItdGhlLWh1Yi0xMjM0"
 VERIFY_FIRST = 50  # signatures the receiver checks per path (the rest are only counted)
+SETTLE = os.environ.get("BENCH_SETTLE", "1") != "0"
 
 
 # --- the receiver (runs in its own process: `deliver.py --serve-receiver`) ------------------
@@ -320,11 +321,14 @@ async def running_worker(config: Any, bootstrap: str,
                          meters: dict[str, InFlight] | None = None
                          ) -> AsyncIterator[Any]:
     from hub.deliver.worker import DeliveryWorker
+    from hub.heap import settle
 
     async with DeliveryWorker(config, bootstrap) as worker:
         for name, meter in (meters or {}).items():
             handler = worker.handlers[name]
             setattr(handler, "deliver", meter.wrap(handler.deliver))  # noqa: B010
+        if SETTLE:
+            settle()  # as `registry-hub run` does once ready (the raw loop, later, gains too)
         task = asyncio.create_task(worker.run())
         try:
             await worker.wait_ready(60)

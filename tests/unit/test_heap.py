@@ -13,8 +13,10 @@ from hub import heap
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()  # the test process goes on collecting as before
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("unfrozen")
@@ -29,3 +31,15 @@ def test_settle_freezes_what_is_alive_and_later_collections_skip_it() -> None:
     del dropped
     assert gc.collect() >= 1
     assert kept
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_settle_collects_the_young_generation_less_often() -> None:
+    gc.set_threshold(700, 10, 10)  # Python's default
+    heap.settle()
+    assert gc.get_threshold() == heap.THRESHOLDS
+    young = gc.get_count()[0]
+    for _ in range(5_000):  # cycles: only the collector frees them
+        cycle: list[object] = []
+        cycle.append(cycle)
+    assert gc.get_count()[0] > young + 4_900, "a young collection within 5,000 allocations"
