@@ -16,7 +16,6 @@ differently) means ``None``: the store's own search is used, as before.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from hub.detect.snapshot import ModelState, VersionState
@@ -92,31 +91,24 @@ class JsonSearch:
         return body
 
 
-def _tags(raw: Any) -> dict[str, str]:
-    return {sys.intern(str(t["key"])): str(t.get("value", "")) for t in raw or ()}
+def _pairs(raw: Any, key: str, value: str) -> list[tuple[str, str]]:
+    """``[{"key": k, "value": v}, ...]`` (tags) or ``[{"alias": a, "version": v}]`` as pairs;
+    the JSON leaves out an empty value."""
+    return [(str(item[key]), str(item.get(value, ""))) for item in raw or ()]
 
 
 def version_of_json(mv: dict[str, Any]) -> Version:
     """A ``ModelVersion`` as the server's JSON has it, like ``source.version_of``."""
-    return (mv["name"], VersionState(
-        version=str(mv["version"]),
-        creation_timestamp=int(mv.get("creation_timestamp") or 0),
-        run_id=mv.get("run_id") or None,
-        source=mv.get("source") or None,
-        user_id=mv.get("user_id") or None,
-        status=sys.intern(str(mv.get("status") or "READY")),
-        stage=sys.intern(str(mv.get("current_stage") or "None")),
-        description=mv.get("description") or None,
-        tags=_tags(mv.get("tags")),
-    ))
+    return (mv["name"], VersionState.reported(
+        version=mv["version"], creation_timestamp=mv.get("creation_timestamp"),
+        run_id=mv.get("run_id"), source=mv.get("source"), user_id=mv.get("user_id"),
+        status=mv.get("status"), stage=mv.get("current_stage"),
+        description=mv.get("description"), tags=_pairs(mv.get("tags"), "key", "value")))
 
 
 def model_of_json(rm: dict[str, Any]) -> ModelState:
     """A ``RegisteredModel`` as the server's JSON has it, like ``source.model_of``."""
-    return ModelState(
-        name=rm["name"],
-        creation_timestamp=int(rm.get("creation_timestamp") or 0),
-        description=rm.get("description") or None,
-        tags=_tags(rm.get("tags")),
-        aliases={str(a["alias"]): str(a["version"]) for a in rm.get("aliases") or ()},
-    )
+    return ModelState.reported(
+        name=rm["name"], creation_timestamp=rm.get("creation_timestamp"),
+        description=rm.get("description"), tags=_pairs(rm.get("tags"), "key", "value"),
+        aliases=_pairs(rm.get("aliases"), "alias", "version"))

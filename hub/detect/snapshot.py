@@ -7,6 +7,8 @@ Snapshots are plain frozen values, built by ``hub.detect.source`` from a full sc
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,6 +51,26 @@ class VersionState:
     def from_dict(cls, raw: dict[str, Any]) -> VersionState:
         return cls(**{**raw, "tags": dict(raw.get("tags") or {})})
 
+    @classmethod
+    def reported(cls, *, version: Any, creation_timestamp: Any, run_id: Any, source: Any,
+                 user_id: Any, status: Any, stage: Any, description: Any,
+                 tags: Iterable[tuple[str, str]]) -> VersionState:
+        """A version as a registry reports it (MLflow's entity or its REST JSON), in the one
+        form both readings give: empty means ``None``, no status READY, no stage "None". The
+        strings every version repeats (status, stage, tag keys) are interned: one copy each,
+        not 100,000."""
+        return cls(
+            version=str(version),
+            creation_timestamp=int(creation_timestamp or 0),
+            run_id=run_id or None,
+            source=source or None,
+            user_id=user_id or None,
+            status=sys.intern(str(status or "READY")),
+            stage=sys.intern(str(stage or "None")),
+            description=description or None,
+            tags={sys.intern(k): v for k, v in tags},
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ModelState:
@@ -58,6 +80,20 @@ class ModelState:
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
     versions: dict[str, VersionState] = field(default_factory=dict)
+
+    @classmethod
+    def reported(cls, *, name: str, creation_timestamp: Any, description: Any,
+                 tags: Iterable[tuple[str, str]], aliases: Iterable[tuple[str, str]]
+                 ) -> ModelState:
+        """A model without its versions as a registry reports it, in the one form both
+        readings give (see :meth:`VersionState.reported`); every alias it lists."""
+        return cls(
+            name=name,
+            creation_timestamp=int(creation_timestamp or 0),
+            description=description or None,
+            tags={sys.intern(k): v for k, v in tags},
+            aliases=dict(aliases),
+        )
 
     def renamed(self, name: str) -> ModelState:
         return replace(self, name=name)

@@ -26,7 +26,6 @@ a quiet snapshot with models missing.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -165,14 +164,14 @@ class RegistrySource:
         return (name, known) if known == state else version
 
     def _models(self, store: Any) -> list[ModelState]:
-        convert = model_of_json if isinstance(store, JsonSearch) else model_of
+        convert, _ = _readers(store)
         found = self._merged(lambda query, token: store.search_registered_models(
             filter_string=query, max_results=self._config.page_size, page_token=token),
             convert, lambda m: (m.name, ""))
         return list(found.values())
 
     def _all_versions(self, store: Any) -> list[Version]:
-        convert = version_of_json if isinstance(store, JsonSearch) else version_of
+        _, convert = _readers(store)
         found = self._merged(lambda query, token: store.search_model_versions(
             filter_string=query, max_results=self._config.page_size * 10, page_token=token),
             lambda mv: self._known(convert(mv)), lambda v: (v[0], v[1].version))
@@ -197,7 +196,7 @@ class RegistrySource:
         queries = [by_name]
         if self._prompt_filters and _prompt_tagged(model.tags):
             queries.append(f"{by_name} AND {PROMPTS}")
-        convert = version_of_json if isinstance(store, JsonSearch) else version_of
+        _, convert = _readers(store)
         found: dict[str, Version] = {}
         for query in queries:
             for v in (self._known(convert(mv)) for mv in self._version_pages(store, query)):
@@ -315,31 +314,28 @@ def _prompt_tagged(tags: dict[str, str]) -> bool:
 
 
 def version_of(mv: Any) -> Version:
-    """An MLflow ``ModelVersion`` as (its model's name, its state). The few strings every
-    version repeats (status, stage, tag keys) are interned: one copy each, not 100,000."""
-    return (mv.name, VersionState(
-        version=str(mv.version),
-        creation_timestamp=int(mv.creation_timestamp or 0),
-        run_id=mv.run_id or None,
-        source=mv.source or None,
-        user_id=mv.user_id or None,
-        status=sys.intern(str(mv.status or "READY")),
-        stage=sys.intern(str(getattr(mv, "current_stage", None) or "None")),
-        description=mv.description or None,
-        tags={sys.intern(k): v for k, v in _tags(mv).items()},
-    ))
+    """An MLflow ``ModelVersion`` as (its model's name, its state)."""
+    return (mv.name, VersionState.reported(
+        version=mv.version, creation_timestamp=mv.creation_timestamp, run_id=mv.run_id,
+        source=mv.source, user_id=mv.user_id, status=mv.status,
+        stage=getattr(mv, "current_stage", None), description=mv.description,
+        tags=_tags(mv).items()))
 
 
 def model_of(rm: Any) -> ModelState:
     """An MLflow ``RegisteredModel`` as a state without versions, and with every alias it
     lists (:func:`build_snapshot` keeps those whose version it has)."""
-    return ModelState(
-        name=rm.name,
-        creation_timestamp=int(rm.creation_timestamp or 0),
-        description=rm.description or None,
-        tags={sys.intern(k): v for k, v in _tags(rm).items()},
-        aliases=dict(_aliases(rm.aliases)),
-    )
+    return ModelState.reported(
+        name=rm.name, creation_timestamp=rm.creation_timestamp, description=rm.description,
+        tags=_tags(rm).items(), aliases=_aliases(rm.aliases))
+
+
+def _readers(store: Any) -> tuple[Callable[[Any], ModelState], Callable[[Any], Version]]:
+    """How ``store``'s search results become snapshot values: read as JSON
+    (:class:`JsonSearch`), or from MLflow's entities."""
+    if isinstance(store, JsonSearch):
+        return model_of_json, version_of_json
+    return model_of, version_of
 
 
 def build_snapshot(models: list[ModelState], versions: list[Version]) -> Snapshot:
