@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.detect.snapshot import ModelState, VersionState
-
-Version = tuple[str, VersionState]
+from hub.detect.snapshot import ModelState, Version, VersionState
 
 
 class Page(list[Any]):

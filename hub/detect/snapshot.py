@@ -72,6 +72,10 @@ class VersionState:
         )
 
 
+Version = tuple[str, VersionState]
+"""A version as a scan reads it, before it is put in its model: (model name, state)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelState:
     name: str

@@ -37,7 +37,7 @@ import structlog
 from hub.config import MlflowConfig
 from hub.detect.registry_uri import open_client
 from hub.detect.rest_json import JsonSearch, model_of_json, version_of_json
-from hub.detect.snapshot import ModelState, Snapshot, VersionState
+from hub.detect.snapshot import ModelState, Snapshot, Version, VersionState
 from hub.errors import SourceError
 from hub.redaction import redact_url
 
@@ -48,10 +48,9 @@ READ_THREADS = 4
 """Threads for one-model re-reads (pushes): two per re-read, so two pushes at once."""
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 PROMPTS = f"tags.`{PROMPT_TAG}` = 'true'"
-Version = tuple[str, VersionState]  # (model name, version)
-R = TypeVar("R")
 """The search filter MLflow 3 stores need to include prompts (servers up to 2.20 honour it
 as a plain tag filter)."""
+R = TypeVar("R")
 
 
 class RegistrySource:
